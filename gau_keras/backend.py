@@ -1,0 +1,182 @@
+"""Backend: selects Keras 2 (tf-keras) and holds the seed's formulas.
+
+Every attention formula of the project is a plain TensorFlow function here,
+named after the formula it computes, with the equation in its docstring.
+Layers (``gau_keras.layers``, ``gau_keras.flash``) only wire them together.
+
+All attention logits are normalised in float32, whatever the layer's compute
+dtype, so that masking constants cannot overflow float16 and softmax / relu²
+keep their precision under ``mixed_float16`` and ``mixed_bfloat16``.
+
+Example::
+
+    import numpy as np, tensorflow as tf
+    from gau_keras import backend
+    q = tf.random.normal([2, 5, 8])
+    q_rot = backend.rotary_position_embedding(q, tf.range(5))
+"""
+import math
+import os
+
+import tensorflow as tf
+
+
+def _check_keras():
+    """Fail clearly if ``tf.keras`` already resolved to Keras 3."""
+    layer_module = tf.keras.layers.Layer.__module__
+    if not layer_module.startswith('tf_keras'):
+        raise ImportError(
+            'Keras 3 is already in use (tf.keras.layers.Layer comes from %r). '
+            'gau_keras needs Keras 2 through the tf-keras package: import '
+            'gau_keras before anything touches tf.keras, or set '
+            'TF_USE_LEGACY_KERAS=1 and TF_KERAS=1 before Python starts.'
+            % layer_module)
+
+
+os.environ.setdefault('TF_KERAS', '1')
+os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
+_check_keras()
+
+from bert4keras.backend import keras, K  # noqa: E402,F401  (after the check)
+
+#: Added to masked float32 logits. Finite (a fully masked row stays finite),
+#: and only ever applied in float32, never in float16.
+MASK_VALUE = -1e9
+
+#: Valid values of the ``normalization`` option of the attention layers.
+NORMALIZATIONS = ('softmax_plus', 'squared_relu', 'softmax')
+
+#: Valid values of the ``rope_layout`` option.
+ROPE_LAYOUTS = ('interleaved', 'half')
+
+
+def compute_dtype_of(x):
+    return tf.as_dtype(x.dtype)
+
+
+def rope_frequencies(dim, base=10000.0):
+    """θ_i = base^(-2i/dim), i = 0 … dim/2 - 1 (float32)."""
+    if dim % 2:
+        raise ValueError('RoPE needs an even dimension, got %d' % dim)
+    i = tf.range(dim // 2, dtype=tf.float32)
+    return tf.pow(tf.constant(base, tf.float32), -2.0 * i / dim)
+
+
+def sinusoidal_embeddings(positions, dim, base=10000.0):
+    """Interleaved sin-cos table (bert4keras ``SinusoidalPositionEmbedding``).
+
+    e[p, 2i] = sin(p·θ_i),  e[p, 2i+1] = cos(p·θ_i),  θ_i = base^(-2i/dim).
+    """
+    angles = tf.cast(positions, tf.float32)[..., None] * rope_frequencies(
+        dim, base)
+    table = tf.stack([tf.sin(angles), tf.cos(angles)], axis=-1)
+    return tf.reshape(table, tf.concat([tf.shape(angles)[:-1], [dim]], 0))
+
+
+def rotary_position_embedding(x, positions, layout='interleaved',
+                              base=10000.0):
+    """RoPE: rotate each pair (x_a, x_b) of x by the angle p·θ_i.
+
+        x_a' = x_a·cos(pθ_i) - x_b·sin(pθ_i)
+        x_b' = x_b·cos(pθ_i) + x_a·sin(pθ_i)
+
+    layout 'interleaved' pairs (x_2i, x_2i+1), as bert4keras and the GAU-α
+    release; 'half' pairs (x_i, x_i+d/2), as GPT-NeoX.  ``positions`` has shape
+    [n] or [b, n]; x has shape [b, n, d].  The angles are computed in float32.
+    """
+    if layout not in ROPE_LAYOUTS:
+        raise ValueError('rope_layout must be one of %s, got %r'
+                         % (ROPE_LAYOUTS, layout))
+    dim = x.shape[-1]
+    angles = tf.cast(positions, tf.float32)[..., None] * rope_frequencies(
+        dim, base)
+    cos = tf.cast(tf.cos(angles), x.dtype)
+    sin = tf.cast(tf.sin(angles), x.dtype)
+    if layout == 'interleaved':
+        x_a, x_b = x[..., 0::2], x[..., 1::2]
+        rotated = tf.stack([x_a * cos - x_b * sin, x_b * cos + x_a * sin], -1)
+        return tf.reshape(rotated, tf.shape(x))
+    x_a, x_b = x[..., :dim // 2], x[..., dim // 2:]
+    return tf.concat([x_a * cos - x_b * sin, x_b * cos + x_a * sin], -1)
+
+
+def causal_mask(q_len, k_len):
+    """bool [q_len, k_len]: query i sees key j iff j ≤ i + (k_len - q_len)."""
+    i = tf.range(q_len)[:, None] + (k_len - q_len)
+    j = tf.range(k_len)[None, :]
+    return j <= i
+
+
+def combine_masks(*masks):
+    """Logical AND of the boolean masks that are not None (None if none)."""
+    out = None
+    for m in masks:
+        if m is None:
+            continue
+        m = tf.cast(m, tf.bool)
+        out = m if out is None else tf.logical_and(out, m)
+    return out
+
+
+def visible_counts(mask, k_len):
+    """n per query: how many keys the query may see (≥ 1), float32 [.., m, 1]."""
+    if mask is None:
+        return tf.cast(k_len, tf.float32)
+    n = tf.reduce_sum(tf.cast(mask, tf.float32), axis=-1, keepdims=True)
+    return tf.maximum(n, 1.0)
+
+
+def squared_relu_attention(a, n):
+    """A = relu²(QKᵀ/√s) / n, with a = QKᵀ/√s and n the visible keys per query.
+
+    (The paper's pseudo-code has 1/n²; the seed uses 1/(n·s) overall, which is
+    this with the 1/s carried by a = QKᵀ/√s.)  Masked logits, set to a large
+    negative value, give relu² = 0.
+    """
+    return tf.square(tf.nn.relu(a)) / n
+
+
+def softmax_plus_attention(a, n):
+    """A = softmax(log(max(n, 16)) / log(512) · QKᵀ/√s)  (a = QKᵀ/√s).
+
+    The entropy-invariant scaling of https://kexue.fm/archives/8823, with n
+    the number of keys each query sees (real, unpadded length).
+    """
+    scale = tf.math.log(tf.maximum(n, 16.0)) / math.log(512.0)
+    return tf.nn.softmax(a * scale, axis=-1)
+
+
+def softmax_attention(a, n=None):
+    """A = softmax(QKᵀ/√s)."""
+    del n
+    return tf.nn.softmax(a, axis=-1)
+
+
+_NORMALIZERS = {
+    'softmax_plus': softmax_plus_attention,
+    'squared_relu': squared_relu_attention,
+    'softmax': softmax_attention,
+}
+
+
+def check_normalization(method):
+    if method not in _NORMALIZERS:
+        raise ValueError('normalization must be one of %s, got %r'
+                         % (NORMALIZATIONS, method))
+    return method
+
+
+def normalize_attention(logits, mask=None, bias=None, method='softmax_plus'):
+    """Masks and normalises attention logits a = QKᵀ/√s in float32.
+
+    mask: boolean, broadcastable to logits ([b, m, n] or [m, n]), True where a
+    query may see a key; it also gives n (visible keys per query).  bias: an
+    additive float bias (cast to float32).  Returns float32 A.
+    """
+    a = tf.cast(logits, tf.float32)
+    if bias is not None:
+        a = a + tf.cast(bias, tf.float32)
+    if mask is not None:
+        a = tf.where(mask, a, MASK_VALUE)
+    n = visible_counts(mask, tf.shape(a)[-1])
+    return _NORMALIZERS[check_normalization(method)](a, n)

@@ -1,0 +1,324 @@
+"""Keras layers: the Gated Attention Unit, RoPE, and precision-safe basics.
+
+Example::
+
+    import gau_keras
+    from gau_keras.layers import GatedAttentionUnit
+    x = gau_keras.keras.layers.Input((None, 64))
+    y = GatedAttentionUnit(units=128, key_size=32)(x)        # [b, n, 64]
+"""
+import tensorflow as tf
+from bert4keras import layers as b4k_layers
+
+from gau_keras import backend
+from gau_keras.backend import keras
+
+_registered = {}
+
+
+def register(cls):
+    """Registers a layer as a Keras custom object (for ``load_model``)."""
+    keras.utils.get_custom_objects()[cls.__name__] = cls
+    _registered[cls.__name__] = cls
+    return cls
+
+
+def custom_objects():
+    """All gau_keras layers by name, for ``keras.models.load_model``."""
+    return dict(_registered)
+
+
+def _mask_of(mask, index=0):
+    if isinstance(mask, (list, tuple)):
+        return mask[index] if len(mask) > index else None
+    return mask if index == 0 else None
+
+
+@register
+class Embedding(b4k_layers.Embedding):
+    """bert4keras Embedding whose ``mode='dense'`` (tied output) also works
+    under mixed precision: the kernel is cast to the input's dtype."""
+
+    def call(self, inputs, mode='embedding'):
+        if mode == 'embedding':
+            return super(Embedding, self).call(inputs)
+        kernel = tf.cast(self.embeddings, inputs.dtype)
+        return tf.matmul(inputs, kernel, transpose_b=True)
+
+
+@register
+class LayerNormalization(b4k_layers.LayerNormalization):
+    """bert4keras LayerNormalization computed in float32.
+
+    With ``zero_mean=False, scale=False, offset=False`` it is the GAU-α /
+    RoFormerV2 parameter-free RMS norm  y = x / sqrt(mean(x²) + ε).
+    The statistics are taken in float32, so float16 inputs cannot overflow
+    in x²; the output has the layer's compute dtype.
+    """
+
+    def call(self, inputs):
+        if self.conditional:
+            x, cond = inputs
+            x32 = tf.cast(x, tf.float32)
+            out = super(LayerNormalization, self).call(
+                [x32, tf.cast(cond, tf.float32)])
+        else:
+            x = inputs
+            out = super(LayerNormalization, self).call(tf.cast(x, tf.float32))
+        return tf.cast(out, x.dtype)
+
+
+@register
+class RotaryEmbedding(keras.layers.Layer):
+    """Applies RoPE to a [b, n, d] tensor at positions 0 … n-1 (or given ids).
+
+    ``layout='interleaved'`` is bert4keras's (and the GAU-α release's);
+    ``'half'`` is GPT-NeoX's.  Call as ``RotaryEmbedding()(x)`` or
+    ``RotaryEmbedding()([x, position_ids])``.
+    """
+
+    def __init__(self, layout='interleaved', base=10000.0, **kwargs):
+        super(RotaryEmbedding, self).__init__(**kwargs)
+        if layout not in backend.ROPE_LAYOUTS:
+            raise ValueError('%s: rope_layout must be one of %s, got %r'
+                             % (self.name, backend.ROPE_LAYOUTS, layout))
+        self.layout, self.base = layout, base
+        self.supports_masking = True
+
+    def call(self, inputs):
+        if isinstance(inputs, (list, tuple)):
+            x, positions = inputs
+        else:
+            x, positions = inputs, tf.range(tf.shape(inputs)[1])
+        return backend.rotary_position_embedding(x, positions, self.layout,
+                                                 self.base)
+
+    def compute_mask(self, inputs, mask=None):
+        return _mask_of(mask)
+
+    def get_config(self):
+        config = super(RotaryEmbedding, self).get_config()
+        config.update(layout=self.layout, base=self.base)
+        return config
+
+
+class ScaleOffset(keras.layers.Layer):
+    """Per-dimension scale (+ offset) of the last axis:  y = x·γ (+ β)."""
+
+    def __init__(self, heads=None, offset=True, **kwargs):
+        super(ScaleOffset, self).__init__(**kwargs)
+        self.heads, self.offset = heads, offset
+
+    def build(self, input_shape):
+        shape = (int(input_shape[-1]),)
+        if self.heads:
+            shape = (self.heads,) + shape
+        self.gamma = self.add_weight(
+            name='gamma', shape=shape,
+            initializer=keras.initializers.RandomNormal(1.0, 0.02))
+        if self.offset:
+            self.beta = self.add_weight(name='beta', shape=shape,
+                                        initializer='zeros')
+        super(ScaleOffset, self).build(input_shape)
+
+    def call(self, z):
+        """z [..., s] → [..., s], or [..., heads, s] when ``heads`` is set."""
+        if self.heads:
+            z = z[..., None, :]
+        out = z * tf.cast(self.gamma, z.dtype)
+        if self.offset:
+            out = out + tf.cast(self.beta, z.dtype)
+        return out
+
+    def checkpoint_weights(self):
+        return [self.gamma] + ([self.beta] if self.offset else [])
+
+
+class _GatedUnitBase(keras.layers.Layer):
+    """Options and sublayers shared by the GAU and the mixed-chunk FLASH layer."""
+
+    def __init__(self, units, key_size=128, activation='swish', use_bias=True,
+                 normalization='softmax_plus', attention_dropout=None,
+                 causal=False, use_rope=True, rope_layout='interleaved',
+                 attention_scale=True, kernel_initializer='glorot_uniform',
+                 **kwargs):
+        super(_GatedUnitBase, self).__init__(**kwargs)
+        self.units, self.key_size = int(units), int(key_size)
+        self.activation = keras.activations.get(activation)
+        self.use_bias = use_bias
+        self.normalization = backend.check_normalization(normalization)
+        self.attention_dropout = attention_dropout or 0.0
+        self.causal, self.use_rope = causal, use_rope
+        if rope_layout not in backend.ROPE_LAYOUTS:
+            raise ValueError('%s: rope_layout must be one of %s, got %r'
+                             % (self.name, backend.ROPE_LAYOUTS, rope_layout))
+        self.rope_layout = rope_layout
+        self.attention_scale = attention_scale
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.supports_masking = True
+
+    def _fresh_initializer(self):
+        init = self.kernel_initializer
+        if isinstance(init, keras.initializers.Initializer):
+            return init.__class__.from_config(init.get_config())
+        return init
+
+    def _dense(self, units, name, activation=None):
+        return keras.layers.Dense(
+            units, activation=activation, use_bias=self.use_bias,
+            kernel_initializer=self._fresh_initializer(), name=name,
+            dtype=self.dtype_policy)
+
+    def _rope(self, x, positions):
+        if not self.use_rope:
+            return x
+        return backend.rotary_position_embedding(x, positions,
+                                                 self.rope_layout)
+
+    def _dropout(self, a, training):
+        if not self.attention_dropout or not training:
+            return a
+        return tf.nn.dropout(a, rate=self.attention_dropout)
+
+    def compute_mask(self, inputs, mask=None):
+        return _mask_of(mask)
+
+    def compute_output_shape(self, input_shape):
+        if isinstance(input_shape, (list, tuple)) and isinstance(
+                input_shape[0], (list, tuple, tf.TensorShape)):
+            return input_shape[0]
+        return input_shape
+
+    def get_config(self):
+        config = super(_GatedUnitBase, self).get_config()
+        config.update(
+            units=self.units, key_size=self.key_size,
+            activation=keras.activations.serialize(self.activation),
+            use_bias=self.use_bias, normalization=self.normalization,
+            attention_dropout=self.attention_dropout, causal=self.causal,
+            use_rope=self.use_rope, rope_layout=self.rope_layout,
+            attention_scale=self.attention_scale,
+            kernel_initializer=keras.initializers.serialize(
+                self.kernel_initializer))
+        return config
+
+
+def _positions(x, position_ids):
+    if position_ids is not None:
+        return position_ids
+    return tf.range(tf.shape(x)[1])
+
+
+@register
+class GatedAttentionUnit(_GatedUnitBase):
+    """Gated Attention Unit (GAU), single head (arXiv 2202.10447).
+
+        U = φ(X W_u),  V = φ(X W_v),  Z = φ(X W_z)   one dense, split [u, v, z]
+        Q = RoPE(γ_q ⊙ Z + β_q),  K = RoPE(γ_k ⊙ Z + β_k)
+        A = normalize(Q Kᵀ / √s)        softmax_plus | squared_relu | softmax
+        O = (U ⊙ A V) W_o
+
+    Self-attention: ``gau(x)`` or ``gau(x, attention_bias=bias)``.
+    Cross-attention (``self_attention=False``): ``gau([x, context])``; then
+    U and Z_q come from x, V and Z_k from the context.  ``attention_bias`` is
+    boolean (True = may attend; bert4keras LM / UniLM masks) or an additive
+    float, broadcastable to [b, n_q, n_k].  Keras masks (``mask_zero``) mask
+    padded keys, and n in the normalisation is each query's number of visible
+    keys, so a padded batch gives the unpadded outputs on real tokens.
+
+    Example::
+
+        x = keras.layers.Input((None, 768))
+        y = GatedAttentionUnit(units=1536, key_size=128, use_bias=False)(x)
+    """
+
+    def __init__(self, units, key_size=128, self_attention=True, **kwargs):
+        super(GatedAttentionUnit, self).__init__(units, key_size, **kwargs)
+        self.self_attention = self_attention
+
+    def build(self, input_shape):
+        if self.self_attention:
+            hidden = int(input_shape[-1])
+            self.i_dense = self._dense(2 * self.units + self.key_size,
+                                       'i_dense', self.activation)
+        else:
+            hidden = int(input_shape[0][-1])
+            self.i_dense = self._dense(self.units + self.key_size, 'i_dense',
+                                       self.activation)
+            self.kv_dense = self._dense(self.units + self.key_size,
+                                        'kv_dense', self.activation)
+        self.o_dense = self._dense(hidden, 'o_dense')
+        self.q_scaleoffset = ScaleOffset(offset=self.use_bias,
+                                         name='q_scaleoffset',
+                                         dtype=self.dtype_policy)
+        self.k_scaleoffset = ScaleOffset(offset=self.use_bias,
+                                         name='k_scaleoffset',
+                                         dtype=self.dtype_policy)
+        super(GatedAttentionUnit, self).build(input_shape)
+
+    def project(self, inputs):
+        """U, V, Z_q, Z_k from the input(s) (one dense in self-attention)."""
+        e, s = self.units, self.key_size
+        if self.self_attention:
+            u, v, z = tf.split(self.i_dense(inputs), [e, e, s], axis=-1)
+            return u, v, z, z
+        x, context = inputs
+        u, zq = tf.split(self.i_dense(x), [e, s], axis=-1)
+        v, zk = tf.split(self.kv_dense(context), [e, s], axis=-1)
+        return u, v, zq, zk
+
+    def attention_logits(self, q, k):
+        """a = Q Kᵀ / √s  (Q pre-scaled, so float16 products stay small)."""
+        if self.attention_scale:
+            q = q * tf.cast(self.key_size**-0.5, q.dtype)
+        return tf.einsum('bmd,bnd->bmn', q, k)
+
+    def attention_mask(self, q_len, k_len, key_mask, bias):
+        """Boolean mask [b|1, m|1, n] from key padding, bool bias, causality."""
+        masks = []
+        if key_mask is not None:
+            masks.append(tf.cast(key_mask, tf.bool)[:, None, :])
+        if bias is not None and bias.dtype == tf.bool:
+            masks.append(bias if bias.shape.rank == 3 else bias[None])
+        if self.causal:
+            masks.append(backend.causal_mask(q_len, k_len)[None])
+        return backend.combine_masks(*masks)
+
+    def call(self, inputs, mask=None, attention_bias=None, position_ids=None,
+             training=None):
+        u, v, zq, zk = self.project(inputs)
+        x = inputs if self.self_attention else inputs[0]
+        context = inputs if self.self_attention else inputs[1]
+        key_mask = _mask_of(mask, 0 if self.self_attention else 1)
+        pos_q = _positions(x, position_ids)
+        pos_k = pos_q if self.self_attention else _positions(context, None)
+        q = self._rope(self.q_scaleoffset(zq), pos_q)
+        k = self._rope(self.k_scaleoffset(zk), pos_k)
+        logits = self.attention_logits(q, k)
+        bool_mask = self.attention_mask(tf.shape(q)[1], tf.shape(k)[1],
+                                        key_mask, attention_bias)
+        float_bias = None
+        if attention_bias is not None and attention_bias.dtype != tf.bool:
+            float_bias = attention_bias
+            if float_bias.shape.rank == 2:
+                float_bias = float_bias[None]
+        a = backend.normalize_attention(logits, bool_mask, float_bias,
+                                        self.normalization)
+        a = tf.cast(self._dropout(a, training), v.dtype)
+        return self.o_dense(u * tf.einsum('bmn,bnd->bmd', a, v))
+
+    def checkpoint_weights(self):
+        """Weights in release order: i_dense, (kv_dense), o_dense, q, k."""
+        dense = [self.i_dense] + ([] if self.self_attention else
+                                  [self.kv_dense]) + [self.o_dense]
+        out = []
+        for layer in dense:
+            out += [layer.kernel] + ([layer.bias] if self.use_bias else [])
+        for so in (self.q_scaleoffset, self.k_scaleoffset):
+            out += so.checkpoint_weights()
+        return out
+
+    def get_config(self):
+        config = super(GatedAttentionUnit, self).get_config()
+        config.update(self_attention=self.self_attention)
+        return config
