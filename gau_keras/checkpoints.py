@@ -55,9 +55,11 @@ def _shapes(reader):
 
 
 def read_variable(reader, name):
-    """One variable's value from a reader (or a dict of arrays)."""
+    """One variable's value from a reader, a dict of arrays or a path."""
     if isinstance(reader, dict):
         return np.asarray(reader[name])
+    if isinstance(reader, str):
+        return tf.train.load_variable(reader, name)
     return reader.get_tensor(name)
 
 
@@ -126,8 +128,10 @@ def write_checkpoint(filename, variables):
         prefix=filename, tensor_names=names,
         shape_and_slices=[''] * len(names),
         tensors=[tf.convert_to_tensor(variables[n]) for n in names])
-    tf.compat.v1.train.update_checkpoint_state(
-        folder, os.path.abspath(filename))
+    relative = os.path.relpath(os.path.abspath(filename), folder)
+    with open(os.path.join(folder, 'checkpoint'), 'w') as f:
+        f.write('model_checkpoint_path: "%s"\nall_model_checkpoint_paths: '
+                '"%s"\n' % (relative, relative))
     return filename
 
 

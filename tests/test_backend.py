@@ -1,0 +1,181 @@
+"""gau_keras.backend formulas against the plain-numpy transcription."""
+import gau_keras  # noqa: F401
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import numpy_reference as ref
+from gau_keras import backend
+
+
+def test_keras_is_keras2():
+    assert tf.keras.layers.Layer.__module__.startswith('tf_keras')
+    assert gau_keras.keras.__name__.startswith('tf_keras')
+
+
+def test_rope_frequencies():
+    np.testing.assert_allclose(
+        backend.rope_frequencies(8).numpy(),
+        10000.0 ** (-2.0 * np.arange(4) / 8), rtol=1e-6)
+    with pytest.raises(ValueError, match='even'):
+        backend.rope_frequencies(7)
+
+
+@pytest.mark.parametrize('layout', ['interleaved', 'half'])
+def test_rope_matches_numpy(layout):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 11, 8)).astype(np.float32)
+    got = backend.rotary_position_embedding(x, tf.range(11), layout).numpy()
+    np.testing.assert_allclose(got, ref.rope(x, None, layout), atol=1e-5)
+    # per-row positions [b, n]
+    pos = np.stack([np.arange(11), np.arange(11) + 5])
+    got = backend.rotary_position_embedding(x, pos, layout).numpy()
+    np.testing.assert_allclose(got, ref.rope(x, pos, layout), atol=1e-5)
+
+
+def test_rope_interleaved_explicit_pair():
+    # Hand-computed: pair (x0, x1) = (1, 0) at p=1, θ_0 = 1 → (cos 1, sin 1);
+    # pair (x2, x3) = (0, 1) at p=1, θ_1 = 10000^(-1/2) → (-sin θ, cos θ).
+    x = np.array([[[0., 0., 0., 0.], [1., 0., 0., 1.]]], np.float32)
+    got = backend.rotary_position_embedding(x, tf.range(2)).numpy()[0, 1]
+    t = 10000.0 ** -0.5
+    np.testing.assert_allclose(got, [np.cos(1), np.sin(1), -np.sin(t),
+                                     np.cos(t)], atol=1e-6)
+
+
+def test_rope_half_explicit_pair():
+    # half layout pairs (x0, x2) and (x1, x3).
+    x = np.array([[[0., 0., 0., 0.], [1., 0., 0., 1.]]], np.float32)
+    got = backend.rotary_position_embedding(x, tf.range(2), 'half').numpy()
+    t = 10000.0 ** -0.5
+    np.testing.assert_allclose(got[0, 1], [np.cos(1), -np.sin(t), np.sin(1),
+                                           np.cos(t)], atol=1e-6)
+
+
+@pytest.mark.parametrize('layout', ['interleaved', 'half'])
+def test_rope_scores_depend_only_on_relative_position(layout):
+    rng = np.random.default_rng(1)
+    q = rng.normal(size=(1, 1, 16)).astype(np.float32)
+    k = rng.normal(size=(1, 1, 16)).astype(np.float32)
+
+    def score(pq, pk):
+        rq = backend.rotary_position_embedding(q, [pq], layout).numpy()
+        rk = backend.rotary_position_embedding(k, [pk], layout).numpy()
+        return float(np.sum(rq * rk))
+
+    base = score(3, 7)
+    for shift in (1, 10, 50):
+        assert score(3 + shift, 7 + shift) == pytest.approx(base, abs=1e-4)
+    # ...and does depend on it (rotation is not the identity).
+    assert abs(score(3, 8) - base) > 1e-3
+    # rotation preserves norms
+    rq = backend.rotary_position_embedding(q, [123], layout).numpy()
+    assert np.linalg.norm(rq) == pytest.approx(np.linalg.norm(q), rel=1e-5)
+
+
+def test_rope_bad_layout():
+    with pytest.raises(ValueError, match='rope_layout.*interleaved.*half'):
+        backend.rotary_position_embedding(tf.zeros([1, 2, 4]), tf.range(2),
+                                          'neox')
+
+
+def test_rope_matches_bert4keras_interleaved():
+    """Second independent check: bert4keras's RoPE helper."""
+    from bert4keras.backend import apply_rotary_position_embeddings
+    from bert4keras.backend import sinusoidal_embeddings
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(2, 9, 8)).astype(np.float32)
+    sin = sinusoidal_embeddings(tf.range(9, dtype=tf.float32)[None], 8)
+    want = apply_rotary_position_embeddings(sin, tf.constant(x)).numpy()
+    got = backend.rotary_position_embedding(x, tf.range(9)).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    np.testing.assert_allclose(
+        backend.sinusoidal_embeddings(tf.range(9), 8).numpy(),
+        sin.numpy()[0], atol=1e-6)
+
+
+def test_causal_mask():
+    np.testing.assert_array_equal(backend.causal_mask(4, 4).numpy(),
+                                  ref.causal(4))
+    np.testing.assert_array_equal(backend.causal_mask(2, 5).numpy(),
+                                  ref.causal(2, 5))
+    assert backend.causal_mask(3, 3).numpy().sum() == 6
+
+
+def _logits_and_mask(seed=3, b=2, m=5, n=7):
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=(b, m, n)).astype(np.float32) * 3
+    mask = rng.random((b, m, n)) > 0.3
+    mask[..., 0] = True  # every query sees at least one key
+    return a, mask
+
+
+@pytest.mark.parametrize('method', ['softmax_plus', 'squared_relu',
+                                    'softmax'])
+def test_normalizations_match_numpy(method):
+    a, mask = _logits_and_mask()
+    got = backend.normalize_attention(a, mask, method=method).numpy()
+    np.testing.assert_allclose(got, ref.normalize(a, mask, method),
+                               rtol=1e-5, atol=1e-6)
+    # unmasked
+    got = backend.normalize_attention(a, method=method).numpy()
+    np.testing.assert_allclose(got, ref.normalize(a, None, method),
+                               rtol=1e-5, atol=1e-6)
+    assert got.dtype == np.float32
+
+
+def test_softmax_plus_scale_uses_visible_count_floor_16():
+    # 4 visible keys: scale = log(16)/log(512) (floored at 16), not log(4).
+    a = np.array([[[1.0, 2.0, 0.5, -1.0]]], np.float32)
+    got = backend.normalize_attention(a, method='softmax_plus').numpy()
+    z = np.exp(a[0, 0] * np.log(16) / np.log(512))
+    np.testing.assert_allclose(got[0, 0], z / z.sum(), rtol=1e-6)
+    # 100 visible keys out of 128: scale uses 100.
+    rng = np.random.default_rng(4)
+    a = rng.normal(size=(1, 1, 128)).astype(np.float32)
+    mask = np.arange(128) < 100
+    got = backend.normalize_attention(a, mask[None, None],
+                                      method='softmax_plus').numpy()[0, 0]
+    z = np.exp(a[0, 0, :100] * np.log(100) / np.log(512))
+    np.testing.assert_allclose(got[:100], z / z.sum(), rtol=1e-5)
+    assert np.all(got[100:] == 0)
+
+
+def test_squared_relu_divides_by_visible_count():
+    a = np.array([[[1.0, -2.0, 3.0, 4.0]]], np.float32)
+    mask = np.array([[[True, True, True, False]]])
+    got = backend.normalize_attention(a, mask, method='squared_relu').numpy()
+    np.testing.assert_allclose(got[0, 0], [1 / 3, 0, 3, 0], rtol=1e-6)
+
+
+@pytest.mark.parametrize('method', ['softmax_plus', 'squared_relu',
+                                    'softmax'])
+def test_normalization_with_float_bias(method):
+    a, mask = _logits_and_mask(seed=5)
+    bias = np.random.default_rng(6).normal(size=a.shape[1:]).astype(
+        np.float32)
+    got = backend.normalize_attention(a, mask, bias, method).numpy()
+    np.testing.assert_allclose(got, ref.normalize(a + bias, mask, method),
+                               rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('method', ['softmax_plus', 'squared_relu',
+                                    'softmax'])
+def test_normalization_float16_logits_stay_finite(method):
+    a = np.full((1, 2, 6), 60000.0, np.float16)  # near float16 max
+    mask = np.array([True, True, False, False, False, False])[None, None]
+    got = backend.normalize_attention(tf.constant(a), mask, method=method)
+    assert got.dtype == tf.float32
+    assert np.all(np.isfinite(got.numpy()))
+    # a fully masked row stays finite too
+    got = backend.normalize_attention(a, np.zeros((1, 2, 6), bool),
+                                      method=method)
+    assert np.all(np.isfinite(got.numpy()))
+
+
+def test_unknown_normalization():
+    with pytest.raises(ValueError, match='normalization.*softmax_plus'):
+        backend.normalize_attention(np.zeros((1, 2, 2), np.float32),
+                                    method='relu2')
+    with pytest.raises(ValueError, match='squared_relu'):
+        backend.check_normalization('sparsemax')
