@@ -91,6 +91,8 @@ def load_weights_from_checkpoint(transformer, checkpoint, mapping=None):
     """
     reader = open_checkpoint(checkpoint)
     shapes = _shapes(reader)
+    source = ('the given dict of arrays' if isinstance(checkpoint, dict)
+              else checkpoint)
     assignments = []
     for layer_name, weight, name in _pairs(transformer, mapping):
         w_shape = tuple(K.int_shape(weight))
@@ -101,7 +103,7 @@ def load_weights_from_checkpoint(transformer, checkpoint, mapping=None):
                 continue
             raise CheckpointError(
                 'checkpoint %s has no variable %r, needed by layer %r '
-                '(weight %s, shape %s)' % (checkpoint, name, layer_name,
+                '(weight %s, shape %s)' % (source, name, layer_name,
                                            weight.name, w_shape))
         value = transformer.load_variable(reader, name)
         if tuple(value.shape) != w_shape:
@@ -135,6 +137,15 @@ def write_checkpoint(filename, variables):
     return filename
 
 
+def export_value(transformer, name, value):
+    """A weight as the checkpoint stores it: the model's own
+    ``create_variable`` transform (e.g. a transpose in bert4keras's BERT and
+    T5), evaluated in a throw-away graph."""
+    with tf.Graph().as_default():
+        _, value = transformer.create_variable(name, value)
+    return np.asarray(value)
+
+
 def save_weights_as_checkpoint(transformer, filename, mapping=None,
                                dtype=None):
     """Saves a bert4keras ``Transformer``'s weights under checkpoint names.
@@ -149,8 +160,7 @@ def save_weights_as_checkpoint(transformer, filename, mapping=None,
         if name in variables:
             raise CheckpointError('checkpoint name %r is mapped twice (layer '
                                   '%r)' % (name, layer_name))
-        if name == 'cls/seq_relationship/output_weights':  # bert4keras BERT
-            value = value.T
+        value = export_value(transformer, name, value)
         if dtype is not None and np.issubdtype(value.dtype, np.floating):
             value = value.astype(dtype)
         variables[name] = value

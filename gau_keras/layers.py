@@ -35,6 +35,59 @@ def _mask_of(mask, index=0):
 
 
 @register
+class RoFormerV2Initializer(keras.initializers.Initializer):
+    """RoFormerV2's truncated normal, serialisable (a Keras custom object).
+
+        std = 1.13684723 / √fan · gain · L^(-1/order)
+
+    fan = shape[1] for embedding-like matrices (shape[0] > 10000 or < 10),
+    else shape[0]; L = number of layers; order 3 for GAU-α.  Example::
+
+        init = RoFormerV2Initializer(num_hidden_layers=24)
+        kernel = init([768, 3200])
+    """
+
+    def __init__(self, num_hidden_layers, order=3, gain=1.0):
+        self.num_hidden_layers, self.order, self.gain = (
+            num_hidden_layers, order, gain)
+
+    def stddev(self, shape):
+        embedding_like = len(shape) > 1 and (shape[0] > 10000 or shape[0] < 10)
+        fan = shape[1] if embedding_like else shape[0]
+        gain = self.gain * self.num_hidden_layers**(-1.0 / self.order)
+        return 1.13684723 / fan**0.5 * gain
+
+    def __call__(self, shape, dtype=None, **kwargs):
+        shape = [int(d) for d in shape]
+        return tf.random.truncated_normal(shape, stddev=self.stddev(shape),
+                                          dtype=dtype or tf.float32)
+
+    def get_config(self):
+        return {'num_hidden_layers': self.num_hidden_layers,
+                'order': self.order, 'gain': self.gain}
+
+
+@register
+class FreshTruncatedNormal(keras.initializers.Initializer):
+    """Truncated normal that draws new values at every call.
+
+    (tf-keras ≥ 2.10's unseeded ``TruncatedNormal`` returns the same values
+    at each call, so bert4keras models that share one instance would start
+    with identical q / k / v kernels.)
+    """
+
+    def __init__(self, stddev=0.02):
+        self.stddev = stddev
+
+    def __call__(self, shape, dtype=None, **kwargs):
+        return tf.random.truncated_normal(shape, stddev=self.stddev,
+                                          dtype=dtype or tf.float32)
+
+    def get_config(self):
+        return {'stddev': self.stddev}
+
+
+@register
 class Embedding(b4k_layers.Embedding):
     """bert4keras Embedding whose ``mode='dense'`` (tied output) also works
     under mixed precision: the kernel is cast to the input's dtype."""
@@ -294,6 +347,8 @@ class GatedAttentionUnit(_GatedUnitBase):
         pos_k = pos_q if self.self_attention else _positions(context, None)
         q = self._rope(self.q_scaleoffset(zq), pos_q)
         k = self._rope(self.k_scaleoffset(zk), pos_k)
+        if key_mask is not None:  # masked keys contribute exactly nothing
+            v = v * tf.cast(key_mask, v.dtype)[..., None]
         logits = self.attention_logits(q, k)
         bool_mask = self.attention_mask(tf.shape(q)[1], tf.shape(k)[1],
                                         key_mask, attention_bias)

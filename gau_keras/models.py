@@ -17,7 +17,9 @@ from bert4keras.layers import Add, Dropout
 from gau_keras import checkpoints
 from gau_keras.backend import keras
 from gau_keras.configs import ConfigError, load_config
-from gau_keras.layers import Embedding, GatedAttentionUnit, LayerNormalization
+from gau_keras.layers import (Embedding, FreshTruncatedNormal,
+                              GatedAttentionUnit, LayerNormalization,
+                              RoFormerV2Initializer)
 
 
 class GAUTransformer(b4k.RoFormerV2):
@@ -38,10 +40,10 @@ class GAUTransformer(b4k.RoFormerV2):
         if normalization is not None:
             self.normalization = normalization
 
-    def initializer(self, shape, dtype=None, order=3, gain=1.0):
-        """RoFormerV2's truncated normal, order 3 (GAU-α)."""
-        return super(GAUTransformer, self).initializer(shape, dtype, order,
-                                                       gain)
+    @property
+    def initializer(self):
+        """RoFormerV2's truncated normal, order 3 (GAU-α), serialisable."""
+        return RoFormerV2Initializer(self.num_hidden_layers, order=3)
 
     @property
     def causal(self):
@@ -86,7 +88,8 @@ class GAUTransformer(b4k.RoFormerV2):
         if bias is not None:
             arguments['attention_bias'] = bias
         if self.custom_position_ids:
-            arguments['position_ids'] = self.inputs[-1]
+            arguments['position_ids'] = self.inputs[
+                2 if self.segment_vocab_size > 0 else 1]
         return arguments
 
     def gau_block(self, x, name, layer=GatedAttentionUnit, arguments=None,
@@ -172,6 +175,53 @@ class GAU_alpha(GAUTransformer):
         return mapping
 
 
+class UniLM_Mask(b4k.UniLM_Mask):
+    """bert4keras's UniLM mask, with the segment cumsum taken in int32.
+
+    (bert4keras's Lambda takes it in the float compute dtype: under
+    mixed_bfloat16 integers above 256 round, and queries see the future.)
+    """
+
+    def compute_attention_bias(self, inputs=None):
+        if self.attention_bias is None:
+
+            def unilm_mask(s):
+                idxs = tf.cumsum(tf.cast(s, tf.int32), axis=1)
+                return idxs[:, None, :] <= idxs[:, :, None]
+
+            self.attention_bias = self.apply(
+                inputs=self.inputs[1], layer=keras.layers.Lambda,
+                function=unilm_mask, name='Attention-UniLM-Mask')
+        return self.attention_bias
+
+
+def extend_with_unified_language_model(BaseModel):
+    """BaseModel with the (int32) UniLM mask, as bert4keras's namesake."""
+
+    class UnifiedLanguageModel(UniLM_Mask, BaseModel):
+        def __init__(self, *args, **kwargs):
+            super(UnifiedLanguageModel, self).__init__(*args, **kwargs)
+            self.with_mlm = self.with_mlm or True
+
+    return UnifiedLanguageModel
+
+
+class Bert4kerasCompat(object):
+    """Mixin for bert4keras's own models on tf-keras 2.21: checkpoints save
+    in TF2 eager mode, and weights do not start identical."""
+
+    @property
+    def initializer(self):
+        init = super(Bert4kerasCompat, self).initializer
+        if isinstance(init, keras.initializers.TruncatedNormal):
+            return FreshTruncatedNormal(init.stddev)
+        return init
+
+    def save_weights_as_checkpoint(self, filename, mapping=None, dtype=None):
+        return checkpoints.save_weights_as_checkpoint(self, filename, mapping,
+                                                      dtype)
+
+
 _BERT4KERAS_MODELS = (
     'bert', 'albert', 'albert_unshared', 'roberta', 'nezha', 'roformer',
     'roformer_v2', 'electra', 'gpt', 'gpt2', 'gpt2_ml', 't5', 't5_encoder',
@@ -190,10 +240,11 @@ APPLICATIONS = ('encoder', 'lm', 'unilm')
 
 
 def _bert4keras_class(name):
+    key = name
     if name.startswith(('t5', 'mt5')):
         key = name.rsplit('_', 1)[-1] if '_' in name else 't5'
-        return getattr(b4k, _B4K_CLASSES[key])
-    return getattr(b4k, _B4K_CLASSES[name])
+    cls = getattr(b4k, _B4K_CLASSES[key])
+    return type(cls.__name__, (Bert4kerasCompat, cls), {})
 
 
 def register_model(name, cls):
@@ -254,7 +305,7 @@ def build_transformer_model(config_path=None, checkpoint_path=None,
     if application == 'lm':
         MODEL = b4k.extend_with_language_model(MODEL)
     elif application == 'unilm':
-        MODEL = b4k.extend_with_unified_language_model(MODEL)
+        MODEL = extend_with_unified_language_model(MODEL)
     transformer = MODEL(**configs)
     transformer.build(**configs)
     if checkpoint_path is not None:
@@ -347,7 +398,8 @@ class FLASH(FLASH_Quad):
     def attention_arguments(self, index):
         """Only position ids: causality is the layers' ``causal`` option."""
         if self.custom_position_ids:
-            return {'position_ids': self.inputs[-1]}
+            return {'position_ids': self.inputs[
+                2 if self.segment_vocab_size > 0 else 1]}
         return {}
 
     def apply_main_layers(self, inputs, index):

@@ -90,13 +90,17 @@ def get_strategy(name='default', tpu=None):
 
 
 def _tpu_strategy(tpu):
+    if not tpu and not tf.config.list_logical_devices('TPU') and \
+            not os.environ.get('TPU_NAME'):
+        raise RuntimeError("strategy 'tpu': no TPU found (no local TPU "
+                           'device, no --tpu name, no TPU_NAME variable)')
     try:
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
-            tpu=tpu or '')
+            tpu=tpu or None)
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
     except (ValueError, RuntimeError, tf.errors.OpError) as e:
-        raise RuntimeError("strategy 'tpu': no TPU found (tpu=%r): %s"
+        raise RuntimeError("strategy 'tpu': cannot use TPU %r: %s"
                            % (tpu, e)) from e
     return tf.distribute.TPUStrategy(resolver)
 
@@ -205,6 +209,26 @@ def optimizer_from_args(args):
 # Trainer
 # --------------------------------------------------------------------------
 
+def layer_random_generators(model):
+    """{layer path: tf.random.Generator} of the model's random layers.
+
+    Keras draws dropout masks from a generator per layer (after
+    ``set_seed``, which enables ``tf.random.Generator``); these are created
+    lazily and a functional model does not checkpoint weightless layers, so
+    the trainer creates them now and saves their states itself.  Ops such as
+    ``tf.nn.dropout`` that use the global seed cannot be restored.
+    """
+    generators = {}
+    for i, layer in enumerate(model.submodules):
+        rng = getattr(layer, '_random_generator', None)
+        if rng is None or not hasattr(rng, '_maybe_init'):
+            continue
+        rng._maybe_init()
+        if getattr(rng, '_generator', None) is not None:
+            generators['%d_%s' % (i, layer.name)] = rng._generator
+    return generators
+
+
 def _require(ok, message):
     if not ok:
         raise ValueError(message)
@@ -287,9 +311,11 @@ class Trainer(object):
                      % (v.name, type(self.strategy).__name__))
 
     def _setup_checkpoint(self, keep):
+        with self.strategy.scope():
+            self.rng = layer_random_generators(self.model)
         self.checkpoint = tf.train.Checkpoint(
             model=self.model, optimizer=self.optimizer, step=self.step,
-            position=self.position)
+            position=self.position, rng=self.rng)
         directory = os.path.join(self.workdir, 'ckpt')
         if not self.chief:  # every worker saves; only the chief keeps it
             resolver = self.strategy.cluster_resolver
@@ -328,20 +354,21 @@ class Trainer(object):
             grads = optimizer.get_unscaled_gradients(grads)
         return loss, grads
 
-    def _build_train_step(self, global_batch):
+    def _build_train_step(self):
         grads_fn = self._replica_grads
         if self.jit_compile:
             grads_fn = tf.function(grads_fn, jit_compile=True)
 
-        def replica_step(x, y):
-            loss, grads = grads_fn(x, y, float(global_batch))
+        def replica_step(x, y, global_batch):
+            loss, grads = grads_fn(x, y, global_batch)
             self.optimizer.apply_gradients(
                 zip(grads, self.model.trainable_variables))
             return loss
 
         @tf.function
-        def train_step(x, y):
-            losses = self.strategy.run(replica_step, args=(x, y))
+        def train_step(x, y, global_batch):
+            losses = self.strategy.run(replica_step,
+                                       args=(x, y, global_batch))
             return self.strategy.reduce(tf.distribute.ReduceOp.SUM, losses,
                                         axis=None)
         return train_step
@@ -405,8 +432,8 @@ class Trainer(object):
                              % (step, self.total_steps)) from None
         inputs, size = self._distribute(batch)
         if self._train_step is None:
-            self._train_step = self._build_train_step(size)
-        loss = float(self._train_step(*inputs))
+            self._train_step = self._build_train_step()
+        loss = float(self._train_step(*inputs, tf.constant(size, tf.float32)))
         if loss != loss:
             raise FloatingPointError('loss is NaN at step %d' % step)
         self.step.assign(step + 1)

@@ -4,7 +4,7 @@ Transcribed from the formulas of the GAU paper (arXiv 2202.10447), RoPE
 (arXiv 2104.09864), softmax_plus (https://kexue.fm/archives/8823) and GAU-α
 (https://kexue.fm/archives/9052):
 
-    GAU:  U = φ(X W_u), V = φ(X W_v), Z = φ(X W_z)    (one dense, split u, v, z)
+    GAU:  U = φ(X W_u), V = φ(X W_v), Z = φ(X W_z)  (one dense: u, v, z)
           Q = RoPE(γ_q ⊙ Z + β_q),  K = RoPE(γ_k ⊙ Z + β_k)
           A = normalise(Q Kᵀ / √s),  O = (U ⊙ A V) W_o
     GAU-α: emb(token) + emb(segment) → RMS norm → L × [GAU → Add → RMS norm]
@@ -181,7 +181,8 @@ def unilm_mask(segment_ids):
 
 def gau_alpha(token_ids, segment_ids, weights, num_layers, units, key_size,
               application='encoder', with_mlm=None, eps=RMS_EPS,
-              normalization='softmax_plus', activation=swish):
+              normalization='softmax_plus', activation=swish,
+              position_ids=None):
     """The whole GAU-α forward pass from release-named weights (float64).
 
     weights: {'bert/embeddings/word_embeddings': [V, d],
@@ -189,7 +190,8 @@ def gau_alpha(token_ids, segment_ids, weights, num_layers, units, key_size,
               'GAU_alpha/encoder/layer_i/gau/...': ...}.
     Token id 0 is padding (masked as a key).  application: 'encoder', 'lm'
     (causal) or 'unilm' (mask from segment ids).  with_mlm='linear' returns
-    the tied logits h Eᵀ, with_mlm='softmax' their softmax.
+    the tied logits h Eᵀ, with_mlm='softmax' their softmax.  position_ids
+    ([b, n], optional) are the RoPE positions (default 0 … n-1).
     """
     token_ids = np.asarray(token_ids)
     segment_ids = np.asarray(segment_ids)
@@ -207,7 +209,8 @@ def gau_alpha(token_ids, segment_ids, weights, num_layers, units, key_size,
     for i in range(num_layers):
         o = gau(h, release_layer_params(weights, i), units, key_size,
                 key_mask=key_mask, bool_bias=bool_bias,
-                normalization=normalization, activation=activation)
+                normalization=normalization, activation=activation,
+                positions=position_ids)
         h = rms_norm(h + o, eps)
     if not with_mlm:
         return h

@@ -1,0 +1,229 @@
+"""Cached (incremental) decoding for causal FLASH language models.
+
+A causal FLASH layer only needs, to process token t: Σ K_linᵀV over the
+finished chunks (and how many real tokens it sums), the same sum over the
+current chunk, and the current chunk's K_quad / V.  ``FlashDecoder`` keeps
+that state per layer, so a step costs O(c·e + s·e) instead of a full
+forward pass over t tokens, and it gives the same outputs as the full
+causal forward pass (it reuses the Keras layers and their weights).
+
+Example::
+
+    import gau_keras
+    from gau_keras.decoding import FlashDecoder
+    lm = gau_keras.build_transformer_model(
+        'configs/flash_tiny.json', model='flash', application='lm')
+    decoder = FlashDecoder(lm)
+    tokens = decoder.generate([[101, 2769, 4263]], n_tokens=20)   # [1, 20]
+"""
+import numpy as np
+import tensorflow as tf
+
+from gau_keras.backend import keras
+from gau_keras.flash import MixedChunkAttention
+
+_BLOCK = 'Transformer-%d-MixedChunkAttention-%d'
+
+
+class _LayerLookup(object):
+    """Layers by (unprefixed) name from a Transformer or a Keras model."""
+
+    def __init__(self, model, prefix=None):
+        if isinstance(model, keras.Model):
+            self.keras_model, self.layers = model, None
+            self.prefix = prefix or ''
+        elif hasattr(model, 'layers') and hasattr(model, 'model'):
+            self.keras_model, self.layers = model.model, model.layers
+            self.prefix = model.prefix if prefix is None else prefix
+        else:
+            raise TypeError('FlashDecoder needs a built FLASH lm model (Keras '
+                            'model or bert4keras Transformer), got %r'
+                            % type(model).__name__)
+
+    def get(self, name):
+        """The layer called ``name`` (after the prefix), or None."""
+        name = self.prefix + name
+        if self.layers is not None:
+            return self.layers.get(name)
+        try:
+            return self.keras_model.get_layer(name)
+        except ValueError:
+            return None
+
+
+class FlashDecoder(object):
+    """Incremental greedy decoding for a causal FLASH model.
+
+    ``model``: what ``build_transformer_model(..., model='flash',
+    application='lm')`` returns (the Keras model, or the Transformer with
+    ``return_keras_model=False``).  ``step`` feeds one token per sample and
+    returns the model's output for it (probabilities with the default
+    ``with_mlm=True``, logits with ``with_mlm='linear'``), equal to the last
+    position of the full forward pass over everything fed so far.
+    ``jit_compile`` compiles the step with XLA.
+
+    Example::
+
+        decoder = FlashDecoder(lm)
+        decoder.reset(batch_size=1)
+        for t in prompt:
+            out = decoder.step([[t]])            # [1, vocab]
+    """
+
+    def __init__(self, model, prefix=None, jit_compile=True):
+        look = _LayerLookup(model, prefix)
+        self.keras_model = look.keras_model
+        self.token = look.get('Embedding-Token')
+        if self.token is None:
+            raise ValueError('FlashDecoder: the model has no '
+                             '"Embedding-Token" layer')
+        self.segment = look.get('Embedding-Segment')
+        if len(self.keras_model.inputs) > (1 if self.segment is None else 2):
+            raise ValueError('FlashDecoder: models with custom_position_ids '
+                             '(or extra inputs) are not supported; positions'
+                             ' are 0, 1, 2, … in the order tokens are fed')
+        self.embedding_norm = look.get('Embedding-Norm')
+        self.embedding_mapping = look.get('Embedding-Mapping')
+        self.blocks = self._blocks(look)
+        self.output_mapping = look.get('Output-Mapping')
+        self.output_activation = look.get('Output-MLM-Activation')
+        self._step = tf.function(self._step_fn, jit_compile=jit_compile,
+                                 reduce_retracing=True)
+        self.states, self.position = None, 0
+
+    @staticmethod
+    def _blocks(look):
+        """[(MixedChunkAttention, its Norm layer)] in order; checks causal."""
+        blocks, i = [], 0
+        while look.get(_BLOCK % (i, 0)) is not None:
+            for j in range(2):
+                layer = look.get(_BLOCK % (i, j))
+                if not isinstance(layer, MixedChunkAttention):
+                    raise ValueError('FlashDecoder: layer %s is missing or '
+                                     'not a MixedChunkAttention'
+                                     % (_BLOCK % (i, j)))
+                if not layer.causal:
+                    raise ValueError(
+                        'FlashDecoder: layer %s is not causal; build the '
+                        'model with application="lm"' % layer.name)
+                blocks.append((layer, look.get(_BLOCK % (i, j) + '-Norm')))
+            i += 1
+        if not blocks:
+            raise ValueError('FlashDecoder: no FLASH layers found (is this a '
+                             'model="flash" model?)')
+        return blocks
+
+    def reset(self, batch_size=1):
+        """Forgets everything fed so far (new sequences of ``batch_size``)."""
+        self.states = tuple(layer.initial_state(batch_size)
+                            for layer, _ in self.blocks)
+        self.position = 0
+
+    def _embed(self, token_ids, segment_ids):
+        x = self.token(token_ids)
+        if self.segment is not None:
+            x = x + tf.cast(self.segment(segment_ids), x.dtype)
+        x = self.embedding_norm(x)
+        if self.embedding_mapping is not None:
+            x = self.embedding_mapping(x)
+        return x
+
+    def _head(self, x):
+        if self.output_activation is None:    # encoder-only: hidden states
+            return tf.cast(x, tf.float32)
+        if self.output_mapping is not None:
+            x = self.output_mapping(x)
+        x = self.token(x, mode='dense')
+        return self.output_activation(x)
+
+    def _step_fn(self, token_ids, segment_ids, position, states):
+        x = self._embed(token_ids, segment_ids)
+        token_mask = tf.not_equal(token_ids, 0)      # mask_zero, as in Keras
+        new_states = []
+        for (layer, norm), state in zip(self.blocks, states):
+            y, state = layer.decode_step(x, state, position, token_mask)
+            x = norm(x + y)
+            new_states.append(state)
+        return self._head(x)[:, 0], tuple(new_states)
+
+    def step(self, token_ids, segment_ids=None):
+        """Feeds one token per sample ([b, 1] ids); returns output [b, ...].
+
+        Example: ``probs = decoder.step([[5]], [[0]])`` → [1, vocab].
+        """
+        token_ids = np.asarray(token_ids, dtype='int32').reshape(-1, 1)
+        if segment_ids is None:
+            segment_ids = np.zeros_like(token_ids)
+        segment_ids = np.asarray(segment_ids, dtype='int32').reshape(-1, 1)
+        if self.states is None:
+            self.reset(token_ids.shape[0])
+        elif self.states[0][0].shape[0] != token_ids.shape[0]:
+            raise ValueError(
+                'FlashDecoder.step: got %d sequences but the decoder holds %d;'
+                ' call reset(batch_size=%d) to start new sequences'
+                % (token_ids.shape[0], self.states[0][0].shape[0],
+                   token_ids.shape[0]))
+        out, self.states = self._step(
+            tf.constant(token_ids), tf.constant(segment_ids),
+            tf.constant(self.position, tf.int32), self.states)
+        self.position += 1
+        return out.numpy()
+
+    def generate(self, prompt, n_tokens, segment_ids=None):
+        """Greedy continuation: ``n_tokens`` new token ids [b, n_tokens].
+
+        ``prompt`` [b, p] token ids (p ≥ 1, equal lengths); the new tokens
+        get the segment id of the prompt's last token.
+
+        Example: ``decoder.generate([[101, 2769]], 16)``.
+        """
+        prompt = _as_batch(prompt, 'prompt')
+        segments = (np.zeros_like(prompt) if segment_ids is None
+                    else _as_batch(segment_ids, 'segment_ids'))
+        self.reset(prompt.shape[0])
+        for t in range(prompt.shape[1]):
+            out = self.step(prompt[:, t], segments[:, t])
+        new = []
+        for _ in range(n_tokens):
+            new.append(np.argmax(out, axis=-1).astype('int32'))
+            if len(new) < n_tokens:
+                out = self.step(new[-1], segments[:, -1])
+        return np.stack(new, axis=1) if new else prompt[:, :0]
+
+
+def _as_batch(ids, what):
+    ids = np.asarray(ids, dtype='int32')
+    if ids.ndim == 1:
+        ids = ids[None]
+    if ids.ndim != 2 or ids.shape[1] < 1:
+        raise ValueError('%s must be token ids of shape [batch, length >= 1],'
+                         ' got shape %s' % (what, ids.shape))
+    return ids
+
+
+def generate_without_cache(model, prompt, n_tokens, segment_ids=None):
+    """Greedy decoding by re-running the full forward pass for every token.
+
+    The reference for ``FlashDecoder.generate`` (and its benchmark): works
+    with any bert4keras lm model.  Returns new token ids [b, n_tokens].
+
+    Example: ``generate_without_cache(lm, [[101, 2769]], 16)``.
+    """
+    keras_model = model if isinstance(model, keras.Model) else model.model
+    ids = _as_batch(prompt, 'prompt')
+    segments = (np.zeros_like(ids) if segment_ids is None
+                else _as_batch(segment_ids, 'segment_ids'))
+    forward = tf.function(lambda x: keras_model(x, training=False),
+                          reduce_retracing=True)
+    with_segments = len(keras_model.inputs) > 1
+    p = ids.shape[1]
+    for _ in range(n_tokens):
+        inputs = [ids, segments] if with_segments else ids
+        out = forward(inputs).numpy()[:, -1]
+        nxt = np.argmax(out, axis=-1).astype('int32')[:, None]
+        ids = np.concatenate([ids, nxt], axis=1)
+        segments = np.concatenate([segments, segments[:, -1:]], axis=1)
+    return ids[:, p:]
+
+
+__all__ = ['FlashDecoder', 'generate_without_cache']

@@ -1,0 +1,100 @@
+"""Training-step time of FLASH vs FLASH-Quad as the sequence grows.
+
+Equal parameters (same d, e, s, depth; FLASH has 2·s more scale weights per
+layer) and equal tokens per batch (batch = tokens / n), so a cost linear in n
+gives a flat time per token.  Prints a markdown table.  Not a test.
+
+Usage::
+
+    .venv/bin/python scripts/bench_flash.py            # d=256, 1 block
+    .venv/bin/python scripts/bench_flash.py --lengths 512 1024 --steps 2
+"""
+import argparse
+import os
+import time
+
+import gau_keras  # noqa: F401  (before tensorflow)
+import numpy as np
+import tensorflow as tf
+
+from gau_keras import build_transformer_model
+from gau_keras.backend import keras
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--lengths', type=int, nargs='+',
+                   default=[512, 1024, 2048, 4096, 8192])
+    p.add_argument('--tokens', type=int, default=8192,
+                   help='tokens per batch (batch = tokens / n)')
+    p.add_argument('--hidden', type=int, default=256, help='d (e = 2d)')
+    p.add_argument('--key-size', type=int, default=128, help='s')
+    p.add_argument('--blocks', type=int, default=1,
+                   help='blocks (2 attention layers each)')
+    p.add_argument('--chunk', type=int, default=256, help='FLASH chunk c')
+    p.add_argument('--vocab', type=int, default=1000)
+    p.add_argument('--steps', type=int, default=5,
+                   help='timed steps (median) after one warm-up step')
+    return p.parse_args()
+
+
+def build(model, args):
+    """The encoder with a linear MLM head, compiled with Adam."""
+    keras.backend.clear_session()
+    m = build_transformer_model(
+        model=model, vocab_size=args.vocab, hidden_size=args.hidden,
+        intermediate_size=2 * args.hidden, attention_key_size=args.key_size,
+        num_attention_heads=1, num_hidden_layers=args.blocks,
+        hidden_act='swish', type_vocab_size=0, chunk_size=args.chunk,
+        with_mlm='linear')
+    m.compile(optimizer=keras.optimizers.Adam(1e-4),
+              loss=keras.losses.SparseCategoricalCrossentropy(
+                  from_logits=True))
+    return m
+
+
+def step_time(model, n, args):
+    """Median seconds of one training step on tokens/n sequences of n."""
+    batch = max(args.tokens // n, 1)
+    ids = np.random.RandomState(0).randint(1, args.vocab, (batch, n))
+    model.train_on_batch(ids, ids)        # warm-up (tracing)
+    times = []
+    for _ in range(args.steps):
+        start = time.perf_counter()
+        loss = model.train_on_batch(ids, ids)
+        times.append(time.perf_counter() - start)
+    if not np.isfinite(loss):
+        raise RuntimeError('non-finite loss %r at n=%d' % (loss, n))
+    return batch, float(np.median(times))
+
+
+def main():
+    args = parse_args()
+    print('d=%d e=%d s=%d c=%d blocks=%d (2 layers each) vocab=%d, '
+          '%d tokens per batch, median of %d steps, %d CPUs'
+          % (args.hidden, 2 * args.hidden, args.key_size, args.chunk,
+             args.blocks, args.vocab, args.tokens, args.steps,
+             tf.config.threading.get_intra_op_parallelism_threads() or
+             os.cpu_count()))
+    rows = []
+    for n in args.lengths:
+        quad = build('flash_quad', args)
+        batch, t_quad = step_time(quad, n, args)
+        flash = build('flash', args)
+        _, t_flash = step_time(flash, n, args)
+        rows.append((n, batch, t_quad, t_flash))
+        print('n=%d done (params: flash_quad %d, flash %d)'
+              % (n, quad.count_params(), flash.count_params()), flush=True)
+    per_token = {n: t / args.tokens for n, _, _, t in rows}
+    base = per_token.get(1024, per_token[rows[0][0]])
+    print('\n| n | batch | flash_quad ms/step | flash ms/step | speedup | '
+          'flash µs/token | ratio vs n=1024 |')
+    print('|---|---|---|---|---|---|---|')
+    for n, batch, t_quad, t_flash in rows:
+        print('| %d | %d | %.0f | %.0f | %.2f× | %.1f | %.2f |'
+              % (n, batch, 1e3 * t_quad, 1e3 * t_flash, t_quad / t_flash,
+                 1e6 * per_token[n], per_token[n] / base))
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,153 @@
+"""Training-step throughput of GAU-α: fp32 vs bf16, XLA off vs on.
+
+    python scripts/bench_training.py                       # tiny, small, base
+    python scripts/bench_training.py --sizes base --layers 4 --steps 3
+
+For each size (configs/gau_alpha_{size}.json), one MLM training step
+(forward, backward, AdamW update, through ``gau_keras.training.Trainer``) on
+``--batch`` × ``--seq_len`` tokens is timed (median of ``--steps`` steps after
+``--warmup``) in four settings: precision fp32 / bf16 × XLA off / on.
+
+Model FLOPs per step are analytic (the usual 6·N·T rule, N = matmul
+parameters, T = tokens; forward 2 FLOPs per multiply-add, backward 2× the
+forward):
+
+    per layer   N_l = d·(2e + s)  (i_dense → u, v, z)  +  e·d  (o_dense)
+    MLM head    N_h = d·vocab      (tied token embedding used as a matmul)
+    attention   2·n·s (QKᵀ) + 2·n·e (A·V) FLOPs per token per layer, forward
+    FLOPs/step  = 6·T·(L·N_l + N_h) + 3·T·L·(2·n·s + 2·n·e)
+
+(embedding look-ups, norms, RoPE, softmax and the optimizer are not counted:
+they are memory-bound and small).  "MFU" is model FLOPs per second divided by
+the FLOPs per second of a plain matmul measured here in the same dtype just before each setting (the better of
+[T, d]×[d, 2e+s], the model's largest, and 2048³), so that both see the same
+machine load.
+"""
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+import gau_keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from gau_keras import optimizers, precision, training  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LOSS = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True,
+                                                     reduction='none')
+
+
+def model_flops(config, layers, tokens, n):
+    """Training FLOPs of one step (see the module docstring)."""
+    d, e = config['hidden_size'], config['intermediate_size']
+    s, vocab = config['attention_key_size'], config['vocab_size']
+    matmul_params = layers * (d * (2 * e + s) + e * d) + d * vocab
+    attention = layers * (2 * n * s + 2 * n * e)
+    return 6 * tokens * matmul_params + 3 * tokens * attention
+
+
+def matmul_peak(rows, d, cols, dtype, repeats=5):
+    """FLOPs/s of a [rows, d] × [d, cols] matmul (best of ``repeats``)."""
+    a = tf.random.normal([rows, d], dtype=tf.float32)
+    b = tf.random.normal([d, cols], dtype=tf.float32)
+    a, b = tf.cast(a, dtype), tf.cast(b, dtype)
+    f = tf.function(lambda x, y: tf.reduce_sum(
+        tf.cast(tf.matmul(x, y)[:1, :1], tf.float32)))
+    f(a, b).numpy()
+    best = float('inf')
+    for _ in range(repeats):
+        t = time.perf_counter()
+        f(a, b).numpy()
+        best = min(best, time.perf_counter() - t)
+    return 2.0 * rows * d * cols / best
+
+
+def step_time(config_path, overrides, batch, n, prec, xla, warmup, steps):
+    """Median seconds of a Trainer step of the MLM model."""
+    tf.keras.backend.clear_session()
+    precision.set_precision(prec)
+    model = gau_keras.build_transformer_model(
+        config_path, model='gau_alpha', with_mlm='linear', **overrides)
+    vocab = model.output.shape[-1]
+    rs = np.random.RandomState(0)
+    tokens = rs.randint(1, vocab, (batch, n)).astype('int32')
+    data = ([tokens, np.zeros_like(tokens)], tokens)
+    total = warmup + steps + 1
+    stamps = []
+    with tempfile.TemporaryDirectory() as workdir:
+        training.Trainer(
+            model, LOSS, optimizers.AdamW(1e-4), lambda p: iter([data] * total),
+            total, workdir, save_every=10 ** 9, jit_compile=xla, verbose=0,
+            callbacks=[lambda s, l: stamps.append(time.perf_counter())]
+        ).train()
+    precision.set_precision('fp32')
+    times = np.diff(stamps)[warmup:]
+    return statistics.median(times)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--sizes', nargs='+', default=['tiny', 'small', 'base'])
+    p.add_argument('--seq_len', type=int, default=512)
+    p.add_argument('--batch', type=int, default=1)
+    p.add_argument('--layers', type=int, default=None,
+                   help='override num_hidden_layers (faster; same widths)')
+    p.add_argument('--warmup', type=int, default=1)
+    p.add_argument('--steps', type=int, default=3)
+    args = p.parse_args()
+    n, tokens = args.seq_len, args.batch * args.seq_len
+    print('TF %s, %d CPU threads, batch %d x n %d = %d tokens/step, load '
+          'average %.1f' % (tf.__version__, os.cpu_count(), args.batch, n,
+                            tokens, os.getloadavg()[0]))
+    header = ('size', 'layers', 'd', 'setting', 's/step', 'tokens/s',
+              'model TFLOP/s', 'matmul TFLOP/s', 'MFU', 'speed-up')
+    rows = []
+    for size in args.sizes:
+        path = os.path.join(ROOT, 'configs', 'gau_alpha_%s.json' % size)
+        config = _read(path)
+        overrides = {'dropout_rate': 0.0, 'attention_dropout_rate': 0.0}
+        layers = config['num_hidden_layers']
+        if args.layers:
+            overrides['num_hidden_layers'] = layers = args.layers
+        d, e, s = (config['hidden_size'], config['intermediate_size'],
+                   config['attention_key_size'])
+        flops = model_flops(config, layers, tokens, n)
+        base_time = None
+        for prec, xla in (('fp32', False), ('fp32', True), ('bf16', False),
+                          ('bf16', True)):
+            dt = tf.float32 if prec == 'fp32' else tf.bfloat16
+            peak = max(matmul_peak(tokens, d, 2 * e + s, dt),
+                       matmul_peak(2048, 2048, 2048, dt))
+            t = step_time(path, overrides, args.batch, n, prec, xla,
+                          args.warmup, args.steps)
+            base_time = base_time or t
+            rows.append((size, layers, d, '%s xla=%s' % (prec, 'on' if xla
+                                                         else 'off'),
+                         '%.3f' % t, '%.0f' % (tokens / t),
+                         '%.3f' % (flops / t / 1e12), '%.3f' % (peak / 1e12),
+                         '%.0f%%' % (100 * flops / t / peak),
+                         '%.2fx' % (base_time / t)))
+            print('  ' + ' | '.join(str(c) for c in rows[-1]), flush=True)
+    print()
+    print('| ' + ' | '.join(header) + ' |')
+    print('|' + '---|' * len(header))
+    for row in rows:
+        print('| ' + ' | '.join(str(c) for c in row) + ' |')
+    print('\nMFU = analytic model FLOPs/s / plain matmul FLOPs/s (same dtype,'
+          ' measured just before the setting); speed-up vs fp32 xla=off of'
+          ' the same size.  Load average at the end: %.1f %.1f %.1f'
+          % os.getloadavg())
+
+
+def _read(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+if __name__ == '__main__':
+    main()

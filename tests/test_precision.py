@@ -1,0 +1,133 @@
+"""Precision / XLA toggles on the tiny GAU-α (and FLASH) models."""
+import os
+
+import gau_keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from gau_keras import precision, training
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = {m: os.path.join(ROOT, 'configs', '%s_tiny.json' % m)
+           for m in ('gau_alpha', 'flash')}
+
+
+@pytest.fixture(autouse=True)
+def restore_policy():
+    before = tf.keras.mixed_precision.global_policy().name
+    yield
+    tf.keras.mixed_precision.set_global_policy(before)
+
+
+@pytest.mark.parametrize('name,policy', [
+    ('fp32', 'float32'), ('fp16', 'mixed_float16'), ('bf16', 'mixed_bfloat16'),
+    ('BF16', 'mixed_bfloat16'), ('mixed_float16', 'mixed_float16')])
+def test_set_precision_sets_the_keras_policy(name, policy):
+    assert gau_keras.set_precision(name) == policy
+    assert tf.keras.mixed_precision.global_policy().name == policy
+    layer = tf.keras.layers.Dense(2)
+    layer.build((None, 3))
+    assert layer.kernel.dtype == tf.float32          # variables stay fp32
+    assert layer.compute_dtype == policy.replace('mixed_', '')
+
+
+def test_bad_precision_is_named():
+    with pytest.raises(ValueError, match="'fp8'"):
+        gau_keras.set_precision('fp8')
+
+
+def test_wrap_optimizer_only_under_fp16():
+    lso = tf.keras.mixed_precision.LossScaleOptimizer
+    for name, wrapped in (('fp16', True), ('bf16', False), ('fp32', False)):
+        precision.set_precision(name)
+        opt = precision.wrap_optimizer(tf.keras.optimizers.Adam())
+        assert isinstance(opt, lso) == wrapped
+        assert precision.wrap_optimizer(opt) is opt
+    with pytest.raises(TypeError, match='optimizer'):
+        precision.wrap_optimizer('adam')
+
+
+def model_available(model):
+    if not os.path.exists(CONFIGS[model]):
+        return False
+    try:
+        from gau_keras import models
+        models.model_class(model)
+    except Exception:
+        return False
+    return True
+
+
+def build(model, **kwargs):
+    if not model_available(model):
+        pytest.skip('%s is not available yet (no configs/%s_tiny.json or '
+                    "no model='%s' in gau_keras.models)"
+                    % (model, model, model))
+    return gau_keras.build_transformer_model(
+        CONFIGS[model], model=model, with_mlm='linear', **kwargs)
+
+
+def tokens(batch=4, length=24, vocab=2000):
+    rs = np.random.RandomState(3)
+    t = rs.randint(1, vocab, (batch, length)).astype('int32')
+    return [t, np.zeros_like(t)], t
+
+
+def fixed_batches(batch):
+    def dataset_fn(position):
+        while True:
+            yield batch
+    return dataset_fn
+
+
+LOSS = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True,
+                                                     reduction='none')
+
+
+def train_steps(model, optimizer, batch, steps, workdir, jit_compile=False):
+    losses = []
+    training.Trainer(model, LOSS, optimizer, fixed_batches(batch), steps,
+                     str(workdir), save_every=steps, jit_compile=jit_compile,
+                     verbose=0,
+                     callbacks=[lambda s, l: losses.append(l)]).train()
+    return losses
+
+
+@pytest.mark.parametrize('model', ['gau_alpha', 'flash'])
+@pytest.mark.parametrize('name', ['fp16', 'bf16'])
+def test_mixed_precision_step_lowers_loss(model, name, tmp_path):
+    precision.set_precision(name)
+    net = build(model)
+    batch = tokens()
+    logits = net(batch[0])
+    assert logits.dtype == tf.float32                 # outputs in float32
+    compute = {l.compute_dtype for l in net.layers if l.weights}
+    assert name.replace('fp', 'float').replace('bf', 'bfloat') in compute
+    first = float(tf.reduce_mean(LOSS(batch[1], logits)))
+    losses = train_steps(net, gau_keras.optimizers.AdamW(3e-3), batch, 3,
+                         tmp_path)
+    after = float(tf.reduce_mean(LOSS(batch[1], net(batch[0]))))
+    assert np.all(np.isfinite(losses)) and np.isfinite(after)
+    assert all(np.isfinite(w.numpy()).all() for w in net.weights)
+    assert after < first - 0.01, (first, losses, after)
+
+
+@pytest.mark.parametrize('model', ['gau_alpha', 'flash'])
+def test_xla_and_eager_steps_agree(model, tmp_path):
+    precision.set_precision('fp32')
+    nets = [build(model, dropout_rate=0.0, attention_dropout_rate=0.0)
+            for _ in range(2)]
+    init = nets[0].get_weights()
+    nets[1].set_weights(init)
+    batch = tokens()
+    results = []
+    for jit, net in zip((False, True), nets):
+        losses = train_steps(net, tf.keras.optimizers.SGD(0.5), batch, 2,
+                             tmp_path / str(jit), jit_compile=jit)
+        results.append((losses, net.get_weights()))
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-5)
+    for a, b in zip(results[0][1], results[1][1]):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    moved = max(np.abs(a - b).max() for a, b in zip(results[0][1], init))
+    assert moved > 1e-3 and results[0][0][1] < results[0][0][0]
