@@ -79,25 +79,33 @@ def rotary_position_embedding(x, positions, layout='interleaved',
 
         x_a' = x_a·cos(pθ_i) - x_b·sin(pθ_i)
         x_b' = x_b·cos(pθ_i) + x_a·sin(pθ_i)
+    i.e.  x' = x ⊙ cos + rot(x) ⊙ sin,  rot: (x_a, x_b) → (-x_b, x_a).
 
     layout 'interleaved' pairs (x_2i, x_2i+1), as bert4keras and the GAU-α
-    release; 'half' pairs (x_i, x_i+d/2), as GPT-NeoX.  ``positions`` has shape
-    [n] or [b, n]; x has shape [b, n, d].  The angles are computed in float32.
+    release; 'half' pairs (x_i, x_i+d/2), as GPT-NeoX.  x has shape
+    [b, n, ..., d] (e.g. FLASH's four stacked projections [b, n, 4, s]);
+    ``positions`` has shape [n] or [b, n].  Angles are computed in float32.
     """
     if layout not in ROPE_LAYOUTS:
         raise ValueError('rope_layout must be one of %s, got %r'
                          % (ROPE_LAYOUTS, layout))
+    x = tf.convert_to_tensor(x)
     dim = x.shape[-1]
     angles = tf.cast(positions, tf.float32)[..., None] * rope_frequencies(
         dim, base)
+    if layout == 'interleaved':
+        angles = tf.repeat(angles, 2, axis=-1)
+        pairs = tf.reshape(x, tf.concat([tf.shape(x)[:-1], [dim // 2, 2]], 0))
+        sign = tf.constant([-1.0, 1.0], x.dtype)
+        rot = tf.reshape(tf.reverse(pairs, [-1]) * sign, tf.shape(x))
+    else:
+        angles = tf.concat([angles, angles], -1)
+        rot = tf.concat([-x[..., dim // 2:], x[..., :dim // 2]], -1)
+    for _ in range(x.shape.rank - 3):  # broadcast over the middle axes
+        angles = angles[..., None, :]
     cos = tf.cast(tf.cos(angles), x.dtype)
     sin = tf.cast(tf.sin(angles), x.dtype)
-    if layout == 'interleaved':
-        x_a, x_b = x[..., 0::2], x[..., 1::2]
-        rotated = tf.stack([x_a * cos - x_b * sin, x_b * cos + x_a * sin], -1)
-        return tf.reshape(rotated, tf.shape(x))
-    x_a, x_b = x[..., :dim // 2], x[..., dim // 2:]
-    return tf.concat([x_a * cos - x_b * sin, x_b * cos + x_a * sin], -1)
+    return x * cos + rot * sin
 
 
 def causal_mask(q_len, k_len):

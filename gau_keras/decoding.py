@@ -169,14 +169,17 @@ class FlashDecoder(object):
         self.position += 1
         return out.numpy()
 
-    def generate(self, prompt, n_tokens, segment_ids=None):
+    def generate(self, prompt, n_tokens, segment_ids=None, choose=None):
         """Greedy continuation: ``n_tokens`` new token ids [b, n_tokens].
 
         ``prompt`` [b, p] token ids (p ≥ 1, equal lengths); the new tokens
-        get the segment id of the prompt's last token.
+        get the segment id of the prompt's last token.  ``choose`` maps the
+        outputs [b, vocab] to the next ids [b] (default: argmax; see
+        ``sampler`` for seeded sampling).
 
         Example: ``decoder.generate([[101, 2769]], 16)``.
         """
+        choose = choose or greedy
         prompt = _as_batch(prompt, 'prompt')
         segments = (np.zeros_like(prompt) if segment_ids is None
                     else _as_batch(segment_ids, 'segment_ids'))
@@ -185,10 +188,32 @@ class FlashDecoder(object):
             out = self.step(prompt[:, t], segments[:, t])
         new = []
         for _ in range(n_tokens):
-            new.append(np.argmax(out, axis=-1).astype('int32'))
+            new.append(np.asarray(choose(out), 'int32').reshape(-1))
             if len(new) < n_tokens:
                 out = self.step(new[-1], segments[:, -1])
         return np.stack(new, axis=1) if new else prompt[:, :0]
+
+
+def greedy(outputs):
+    """The most likely next token of each sample: argmax over the vocab."""
+    return np.argmax(outputs, axis=-1)
+
+
+def sampler(seed=0):
+    """Seeded sampling from probability outputs (``with_mlm=True``).
+
+    Two samplers with the same seed draw the same uniforms, so two decoders
+    whose probabilities agree sample the same tokens.
+
+    Example: ``decoder.generate(prompt, 64, choose=sampler(0))``.
+    """
+    rng = np.random.RandomState(seed)
+
+    def choose(probs):
+        cdf = np.cumsum(probs, axis=-1)
+        u = rng.uniform(size=(probs.shape[0], 1)) * cdf[:, -1:]
+        return np.minimum((cdf < u).sum(axis=-1), probs.shape[-1] - 1)
+    return choose
 
 
 def _as_batch(ids, what):
@@ -201,14 +226,17 @@ def _as_batch(ids, what):
     return ids
 
 
-def generate_without_cache(model, prompt, n_tokens, segment_ids=None):
+def generate_without_cache(model, prompt, n_tokens, segment_ids=None,
+                           choose=None):
     """Greedy decoding by re-running the full forward pass for every token.
 
     The reference for ``FlashDecoder.generate`` (and its benchmark): works
     with any bert4keras lm model.  Returns new token ids [b, n_tokens].
+    ``choose`` as in ``FlashDecoder.generate``.
 
     Example: ``generate_without_cache(lm, [[101, 2769]], 16)``.
     """
+    choose = choose or greedy
     keras_model = model if isinstance(model, keras.Model) else model.model
     ids = _as_batch(prompt, 'prompt')
     segments = (np.zeros_like(ids) if segment_ids is None
@@ -220,10 +248,10 @@ def generate_without_cache(model, prompt, n_tokens, segment_ids=None):
     for _ in range(n_tokens):
         inputs = [ids, segments] if with_segments else ids
         out = forward(inputs).numpy()[:, -1]
-        nxt = np.argmax(out, axis=-1).astype('int32')[:, None]
+        nxt = np.asarray(choose(out), 'int32').reshape(-1, 1)
         ids = np.concatenate([ids, nxt], axis=1)
         segments = np.concatenate([segments, segments[:, -1:]], axis=1)
     return ids[:, p:]
 
 
-__all__ = ['FlashDecoder', 'generate_without_cache']
+__all__ = ['FlashDecoder', 'generate_without_cache', 'greedy', 'sampler']

@@ -145,36 +145,6 @@ def causal_linear_global_attention(q, k, v, chunk_counts):
     return tf.einsum('bgcs,bgse->bgce', q, kv)
 
 
-def stacked_rotary_position_embedding(x, positions, layout='interleaved'):
-    """RoPE of h stacked tensors x [b, n, h, s] at positions [n] or [b, n].
-
-        x' = x ⊙ cos(pθ) + rot(x) ⊙ sin(pθ),   rot: (x_a, x_b) → (-x_b, x_a)
-
-    the formula of ``backend.rotary_position_embedding`` (same pairs, same
-    θ_i = 10000^(-2i/s)), written with one pair swap instead of strided
-    slices so that all four FLASH projections rotate in one cheap pass.
-
-    Example: ``stacked_rotary_position_embedding(qk, tf.range(n))``.
-    """
-    if layout not in backend.ROPE_LAYOUTS:
-        raise ValueError('rope_layout must be one of %s, got %r'
-                         % (backend.ROPE_LAYOUTS, layout))
-    dim = x.shape[-1]
-    angles = tf.cast(positions, tf.float32)[..., None] * (
-        backend.rope_frequencies(dim))
-    if layout == 'interleaved':
-        angles = tf.repeat(angles, 2, axis=-1)
-        pairs = tf.reshape(x, tf.concat([tf.shape(x)[:-1], [dim // 2, 2]], 0))
-        sign = tf.constant([-1.0, 1.0], x.dtype)
-        rot = tf.reshape(tf.reverse(pairs, [-1]) * sign, tf.shape(x))
-    else:
-        angles = tf.concat([angles, angles], -1)
-        rot = tf.concat([-x[..., dim // 2:], x[..., :dim // 2]], -1)
-    cos = tf.cast(tf.cos(angles), x.dtype)[..., None, :]
-    sin = tf.cast(tf.sin(angles), x.dtype)[..., None, :]
-    return x * cos + rot * sin
-
-
 def _token_mask(x, mask):
     if mask is None:
         return tf.ones(tf.shape(x)[:2], tf.bool)
@@ -225,7 +195,7 @@ class MixedChunkAttention(_GatedUnitBase):
         u, v, z = tf.split(self.i_dense(x), [e, e, s], axis=-1)
         qk = self.qk_scaleoffset(z)                      # [b, n, 4, s]
         if self.use_rope:
-            qk = stacked_rotary_position_embedding(qk, positions,
+            qk = backend.rotary_position_embedding(qk, positions,
                                                    self.rope_layout)
         q_quad, k_quad, q_lin, k_lin = tf.unstack(qk, 4, axis=-2)
         if self.attention_scale:
@@ -335,6 +305,6 @@ def _write(cache, value, hot):
 
 __all__ = ['MixedChunkAttention', 'quadratic_chunk_attention',
            'linear_global_attention', 'causal_linear_global_attention',
-           'chunk_attention_weights', 'stacked_rotary_position_embedding',
+           'chunk_attention_weights',
            'split_chunks', 'merge_chunks', 'pad_to_chunks',
            'check_chunk_size']

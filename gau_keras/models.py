@@ -81,15 +81,19 @@ class GAUTransformer(b4k.RoFormerV2):
                            name='Embedding-Mapping')
         return x
 
+    def position_arguments(self):
+        """{'position_ids': the Input-Position tensor} with custom ids."""
+        if not self.custom_position_ids:
+            return {}
+        return {'position_ids': self.inputs[
+            2 if self.segment_vocab_size > 0 else 1]}
+
     def attention_arguments(self, index):
         """Call arguments of the attention layers: bias and position ids."""
-        arguments = {}
+        arguments = self.position_arguments()
         bias = self.compute_attention_bias(index)
         if bias is not None:
             arguments['attention_bias'] = bias
-        if self.custom_position_ids:
-            arguments['position_ids'] = self.inputs[
-                2 if self.segment_vocab_size > 0 else 1]
         return arguments
 
     def gau_block(self, x, name, layer=GatedAttentionUnit, arguments=None,
@@ -397,10 +401,7 @@ class FLASH(FLASH_Quad):
 
     def attention_arguments(self, index):
         """Only position ids: causality is the layers' ``causal`` option."""
-        if self.custom_position_ids:
-            return {'position_ids': self.inputs[
-                2 if self.segment_vocab_size > 0 else 1]}
-        return {}
+        return self.position_arguments()
 
     def apply_main_layers(self, inputs, index):
         x = inputs

@@ -247,7 +247,9 @@ class Trainer(object):
             under fp16 it is wrapped in a ``LossScaleOptimizer``.
         dataset_fn: ``dataset_fn(position)`` → iterable of GLOBAL batches
             ``(x, y)`` starting at batch number ``position`` (the number of
-            batches already consumed); x is what the model takes.
+            batches already consumed); x is what the model takes.  Under
+            multi-worker training every worker runs the same ``dataset_fn``
+            and feeds its own replicas' slices of each global batch.
         total_steps: number of batches (= optimizer calls; with gradient
             accumulation k of them make one update).
         workdir: checkpoints in ``workdir/ckpt``, TensorBoard logs in
@@ -408,7 +410,7 @@ class Trainer(object):
         bar = tf.keras.utils.Progbar(self.total_steps, verbose=self.verbose
                                      if self.chief else 0)
         bar.update(start)
-        batches = iter(self.dataset_fn(start))
+        batches = iter(self.dataset_fn(int(self.position.numpy())))
         loss = None
         with writer.as_default():
             for step in range(start, self.total_steps):

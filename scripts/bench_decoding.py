@@ -3,7 +3,8 @@
 Builds the causal FLASH LM of configs/flash_tiny.json (random weights),
 greedily generates ``--tokens`` tokens after a short prompt both ways and
 prints both timings, the speedup and whether the token sequences are
-identical.  Not a test.
+identical (random weights make greedy output repetitive, so it also
+compares seeded sampling, and the outputs on random tokens).  Not a test.
 
 Usage::
 
@@ -19,7 +20,8 @@ import numpy as np
 import tensorflow as tf
 
 from gau_keras import build_transformer_model
-from gau_keras.decoding import FlashDecoder, generate_without_cache
+from gau_keras.decoding import (FlashDecoder, generate_without_cache,
+                                sampler)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -65,6 +67,14 @@ def main():
     print('identical token sequences: %s' % bool(np.array_equal(cached,
                                                                  full)))
     print('first 16 tokens: %s' % cached[0, :16].tolist())
+    sampled, t_sampled = timed(decoder.generate, prompt, args.tokens, None,
+                               sampler(1))
+    sampled_full = generate_without_cache(lm, prompt, args.tokens, None,
+                                          sampler(1))
+    print('seeded sampling (same uniforms both ways), cached %.2f s: '
+          'identical token sequences: %s; first 16 tokens: %s'
+          % (t_sampled, bool(np.array_equal(sampled, sampled_full)),
+             sampled[0, :16].tolist()))
     diff, largest = output_difference(lm, decoder, args)
     print('max |cached step - full forward| of the outputs (probabilities '
           'up to %.2e) on %d random tokens: %.2e'

@@ -33,6 +33,20 @@ def test_rope_matches_numpy(layout):
     np.testing.assert_allclose(got, ref.rope(x, pos, layout), atol=1e-5)
 
 
+@pytest.mark.parametrize('layout', ['interleaved', 'half'])
+@pytest.mark.parametrize('custom_positions', [False, True])
+def test_rope_over_stacked_heads_matches_numpy(layout, custom_positions):
+    # FLASH rotates its four projections stacked as [b, n, 4, s] at once.
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(2, 7, 4, 8)).astype(np.float32)
+    pos = (rng.integers(0, 50, (2, 7)) if custom_positions else None)
+    got = backend.rotary_position_embedding(
+        x, np.arange(7) if pos is None else pos, layout).numpy()
+    for h in range(4):
+        np.testing.assert_allclose(got[:, :, h], ref.rope(x[:, :, h], pos,
+                                                          layout), atol=1e-5)
+
+
 def test_rope_interleaved_explicit_pair():
     # Hand-computed: pair (x0, x1) = (1, 0) at p=1, θ_0 = 1 → (cos 1, sin 1);
     # pair (x2, x3) = (0, 1) at p=1, θ_1 = 10000^(-1/2) → (-sin θ, cos θ).

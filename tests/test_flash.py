@@ -14,8 +14,7 @@ import tensorflow as tf
 
 from gau_keras.backend import keras
 from gau_keras import backend
-from gau_keras.flash import (MixedChunkAttention, check_chunk_size,
-                             stacked_rotary_position_embedding)
+from gau_keras.flash import MixedChunkAttention, check_chunk_size
 
 sys.path.insert(0, os.path.dirname(__file__))
 import flash_numpy_reference as ref  # noqa: E402
@@ -87,23 +86,6 @@ def test_reference_disagrees_with_wrong_causal_divisor():
                            ref.mixed_chunk_attention(x, w, 4, causal=False),
                            atol=1e-3)
     np.testing.assert_allclose(layer(x).numpy(), causal, atol=1e-5)
-
-
-@pytest.mark.parametrize('layout', ['interleaved', 'half'])
-@pytest.mark.parametrize('custom_positions', [False, True])
-def test_stacked_rope_equals_backend_rope(layout, custom_positions):
-    x = np.random.RandomState(4).normal(size=(2, 7, 4, 8)).astype('float32')
-    positions = (np.random.RandomState(5).randint(0, 50, (2, 7))
-                 if custom_positions else np.arange(7))
-    got = stacked_rotary_position_embedding(x, positions, layout).numpy()
-    for h in range(4):
-        expected = backend.rotary_position_embedding(x[:, :, h], positions,
-                                                     layout).numpy()
-        np.testing.assert_allclose(got[:, :, h], expected, atol=1e-6)
-    # and against the numpy transcription (interleaved pairs)
-    if layout == 'interleaved' and not custom_positions:
-        np.testing.assert_allclose(got[:, :, 1], ref.rope(
-            x[:, :, 1].astype('float64'), positions), atol=1e-5)
 
 
 @pytest.mark.parametrize('t', [1, 4, 6, 9])

@@ -11,7 +11,8 @@ from gau_keras import build_transformer_model
 from gau_keras.backend import keras
 from gau_keras.checkpoints import CheckpointError, write_checkpoint
 from gau_keras.configs import ConfigError, load_config
-from gau_keras.decoding import FlashDecoder, generate_without_cache
+from gau_keras.decoding import (FlashDecoder, generate_without_cache,
+                                sampler)
 from gau_keras.flash import MixedChunkAttention
 from gau_keras.layers import GatedAttentionUnit
 
@@ -243,10 +244,15 @@ def test_cached_generation_equals_uncached_generation():
     lm = build_transformer_model(config('flash'), model='flash',
                                  application='lm', chunk_size=4)
     prompt = batch(2, 3, seed=5)[0]
-    cached = FlashDecoder(lm).generate(prompt, 12)
+    decoder = FlashDecoder(lm)
+    cached = decoder.generate(prompt, 12)
     uncached = generate_without_cache(lm, prompt, 12)
     assert cached.shape == (2, 12)
     np.testing.assert_array_equal(cached, uncached)
+    sampled = decoder.generate(prompt, 12, choose=sampler(3))
+    np.testing.assert_array_equal(
+        sampled, generate_without_cache(lm, prompt, 12, choose=sampler(3)))
+    assert len(np.unique(sampled)) > 3       # not a constant sequence
 
 
 def test_decoder_step_checks_batch_size():
