@@ -201,6 +201,11 @@ class _GatedUnitBase(keras.layers.Layer):
         self.use_bias = use_bias
         self.normalization = backend.check_normalization(normalization)
         self.attention_dropout = attention_dropout or 0.0
+        # A Keras Dropout draws from a per-layer generator that resumable
+        # runs can checkpoint (tf.nn.dropout uses the global seed).
+        self.attention_dropout_layer = keras.layers.Dropout(
+            self.attention_dropout, dtype='float32',
+            name='attention_dropout') if self.attention_dropout else None
         self.causal, self.use_rope = causal, use_rope
         if rope_layout not in backend.ROPE_LAYOUTS:
             raise ValueError('%s: rope_layout must be one of %s, got %r'
@@ -229,9 +234,10 @@ class _GatedUnitBase(keras.layers.Layer):
                                                  self.rope_layout)
 
     def _dropout(self, a, training):
-        if not self.attention_dropout or not training:
+        """Dropout on the float32 attention weights A (training only)."""
+        if self.attention_dropout_layer is None:
             return a
-        return tf.nn.dropout(a, rate=self.attention_dropout)
+        return self.attention_dropout_layer(a, training=training)
 
     def compute_mask(self, inputs, mask=None):
         return _mask_of(mask)

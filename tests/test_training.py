@@ -23,7 +23,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 WORKER = [sys.executable, os.path.join(HERE, '_train_worker.py')]
 DIST_ARGS = ['--model', 'gau_alpha', '--optimizer', 'lamb',
              '--grad_accum_steps', '2', '--steps', '4', '--save_every', '2']
-RESUME_ARGS = ['--model', 'mlp', '--dropout', '0.3', '--optimizer', 'adamw',
+RESUME_ARGS = ['--model', 'gau_alpha', '--dropout', '0.3', '--optimizer', 'adamw',
                '--grad_accum_steps', '2', '--steps', '12', '--save_every',
                '3']
 
