@@ -70,20 +70,21 @@ def step_time(model, ids):
     return elapsed
 
 
-def measure(models, args):
-    """Best step time per (model, n): rounds over every n and model, so that
-    a busy moment of the machine spoils single steps, not whole rows."""
+def measure(args):
+    """Best step time per (model, n).  Each (model, n) gets a model of its
+    own (same sizes), so no Keras train function is retraced for several
+    shapes; rounds go over every n and model, so that a busy moment of the
+    machine spoils single steps, not whole rows."""
+    models = {(name, n): build(name, args) for name in ('flash_quad', 'flash')
+              for n in args.lengths}
+    for (name, n), model in models.items():          # warm-up: one trace
+        step_time(model, batch_for(n, args))
     best = {}
-    for name, model in models.items():          # warm-up: one trace per n
-        for n in args.lengths:
-            step_time(model, batch_for(n, args))
     for _ in range(args.steps):
-        for n in args.lengths:
-            ids = batch_for(n, args)
-            for name, model in models.items():
-                t = step_time(model, ids)
-                best[name, n] = min(best.get((name, n), t), t)
-    return best
+        for (name, n), model in models.items():
+            t = step_time(model, batch_for(n, args))
+            best[name, n] = min(best.get((name, n), t), t)
+    return best, models
 
 
 def main():
@@ -95,10 +96,10 @@ def main():
              tf.config.threading.get_intra_op_parallelism_threads() or
              os.cpu_count()))
     print('load average before: %.2f' % os.getloadavg()[0])
-    models = {name: build(name, args) for name in ('flash_quad', 'flash')}
-    print('parameters: ' + ', '.join('%s %d' % (k, m.count_params())
-                                     for k, m in models.items()))
-    best = measure(models, args)
+    best, models = measure(args)
+    n0 = args.lengths[0]
+    print('parameters: ' + ', '.join('%s %d' % (k, models[k, n0].count_params())
+                                     for k in ('flash_quad', 'flash')))
     rows = [(n, max(args.tokens // n, 1), best['flash_quad', n],
              best['flash', n]) for n in args.lengths]
     print('load average after: %.2f' % os.getloadavg()[0])

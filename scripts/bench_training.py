@@ -95,7 +95,7 @@ def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--sizes', nargs='+', default=['tiny', 'small', 'base'])
     p.add_argument('--seq_len', type=int, default=512)
-    p.add_argument('--batch', type=int, default=1)
+    p.add_argument('--batch', type=int, default=4)
     p.add_argument('--layers', type=int, default=None,
                    help='override num_hidden_layers (faster; same widths)')
     p.add_argument('--warmup', type=int, default=1)
