@@ -402,6 +402,9 @@ class Trainer(object):
     def train(self):
         """Run (or resume) up to ``total_steps``; return the last loss."""
         start = self.restore()
+        if start and self.chief and self.verbose:
+            print('resuming from step %d of %d (%s)' % (
+                start, self.total_steps, self.manager.latest_checkpoint))
         if start >= self.total_steps:
             return None
         writer = tf.summary.create_file_writer(
