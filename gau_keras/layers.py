@@ -155,6 +155,23 @@ class RotaryEmbedding(keras.layers.Layer):
         return config
 
 
+@register
+class UniLMMask(keras.layers.Layer):
+    """UniLM attention mask from segment ids: bool [b, n, n].
+
+    Query i sees key j iff cumsum(s)_j ≤ cumsum(s)_i: the source (segment 0)
+    is fully visible, the target (segment 1) causal.  The cumsum is taken
+    in int32, exact at any length and dtype policy.
+    """
+
+    def call(self, segment_ids):
+        idxs = tf.cumsum(tf.cast(segment_ids, tf.int32), axis=1)
+        return idxs[:, None, :] <= idxs[:, :, None]
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+
 class ScaleOffset(keras.layers.Layer):
     """Per-dimension scale (+ offset) of the last axis:  y = x·γ (+ β)."""
 

@@ -19,7 +19,7 @@ from gau_keras.backend import keras
 from gau_keras.configs import ConfigError, load_config
 from gau_keras.layers import (Embedding, FreshTruncatedNormal,
                               GatedAttentionUnit, LayerNormalization,
-                              RoFormerV2Initializer)
+                              RoFormerV2Initializer, UniLMMask)
 
 
 class GAUTransformer(b4k.RoFormerV2):
@@ -89,9 +89,13 @@ class GAUTransformer(b4k.RoFormerV2):
             2 if self.segment_vocab_size > 0 else 1]}
 
     def attention_arguments(self, index):
-        """Call arguments of the attention layers: bias and position ids."""
+        """Call arguments of the attention layers: bias and position ids.
+
+        The LM application needs no bias tensor: its layers get
+        ``causal=True`` (no Lambda layer, so saved models reload safely).
+        """
         arguments = self.position_arguments()
-        bias = self.compute_attention_bias(index)
+        bias = None if self.causal else self.compute_attention_bias(index)
         if bias is not None:
             arguments['attention_bias'] = bias
         return arguments
@@ -104,7 +108,7 @@ class GAUTransformer(b4k.RoFormerV2):
                        activation=self.hidden_act, use_bias=False,
                        normalization=self.normalization,
                        attention_dropout=self.attention_dropout_rate,
-                       rope_layout=self.rope_layout,
+                       rope_layout=self.rope_layout, causal=self.causal,
                        kernel_initializer=self.initializer, name=name)
         options.update(layer_kwargs)
         y = self.apply(inputs=x, layer=layer, arguments=arguments, **options)
@@ -180,22 +184,14 @@ class GAU_alpha(GAUTransformer):
 
 
 class UniLM_Mask(b4k.UniLM_Mask):
-    """bert4keras's UniLM mask, with the segment cumsum taken in int32.
-
-    (bert4keras's Lambda takes it in the float compute dtype: under
-    mixed_bfloat16 integers above 256 round, and queries see the future.)
-    """
+    """bert4keras's UniLM mask as a ``UniLMMask`` layer (int32 cumsum, and
+    no Lambda, so saved models reload in Keras's safe mode)."""
 
     def compute_attention_bias(self, inputs=None):
         if self.attention_bias is None:
-
-            def unilm_mask(s):
-                idxs = tf.cumsum(tf.cast(s, tf.int32), axis=1)
-                return idxs[:, None, :] <= idxs[:, :, None]
-
             self.attention_bias = self.apply(
-                inputs=self.inputs[1], layer=keras.layers.Lambda,
-                function=unilm_mask, name='Attention-UniLM-Mask')
+                inputs=self.inputs[1], layer=UniLMMask,
+                name='Attention-UniLM-Mask')
         return self.attention_bias
 
 
@@ -409,8 +405,7 @@ class FLASH(FLASH_Quad):
             x = self.gau_block(x, self.layer_name(index, j),
                                layer=MixedChunkAttention,
                                arguments=self.attention_arguments(index),
-                               chunk_size=self.chunk_size,
-                               causal=self.causal)
+                               chunk_size=self.chunk_size)
         return x
 
     def unit_weight_names(self):

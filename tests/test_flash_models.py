@@ -73,10 +73,8 @@ def test_structure_two_units_per_block(model, layer_type, application):
     has_lm_mask = any(l.name == 'Attention-LM-Mask' for l in t.model.layers)
     if model == 'flash':
         assert all(u.chunk_size == 8 for u in units)
-        assert all(u.causal == (application == 'lm') for u in units)
-        assert not has_lm_mask        # causality is the layer's option
-    else:
-        assert has_lm_mask == (application == 'lm')
+    assert all(u.causal == (application == 'lm') for u in units)
+    assert not has_lm_mask        # causality is the layers' option
 
 
 def test_flash_chunk_size_comes_from_config(tmp_path):

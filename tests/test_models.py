@@ -464,3 +464,25 @@ def test_long_sequence_masks_exact_under_bfloat16(release, policy,
     changed[0, 300:] = (changed[0, 300:] % (V - 1)) + 1
     y2 = t.model.predict([changed, segs], verbose=0)
     np.testing.assert_array_equal(y2[0, :300], y[0, :300])
+
+
+@pytest.mark.parametrize('model,config,application', [
+    ('gau_alpha', 'gau_alpha_tiny.json', 'lm'),
+    ('gau_alpha', 'gau_alpha_tiny.json', 'unilm'),
+    ('flash_quad', 'flash_quad_tiny.json', 'lm'),
+    ('flash_quad', 'flash_quad_tiny.json', 'unilm'),
+    ('flash', 'flash_tiny.json', 'lm')])
+def test_lm_and_unilm_models_reload_in_keras_safe_mode(tmp_path, model, config,
+                                                        application):
+    # No Lambda layers: the .keras format reloads them without safe_mode=False.
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    m = gau_keras.build_transformer_model(
+        os.path.join(root, 'configs', config), model=model,
+        application=application, with_mlm='linear')
+    x = np.array([[2, 5, 7, 9, 4, 0], [3, 4, 5, 6, 7, 8]])
+    s = np.array([[0, 0, 1, 1, 1, 0], [0, 0, 0, 1, 1, 1]])
+    path = str(tmp_path / 'model.keras')
+    m.save(path)
+    again = keras.models.load_model(path)
+    np.testing.assert_array_equal(again.predict([x, s], verbose=0),
+                                  m.predict([x, s], verbose=0))
