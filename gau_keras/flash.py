@@ -163,6 +163,10 @@ class MixedChunkAttention(_GatedUnitBase):
     ``GatedAttentionUnit``; ``normalization`` ('squared_relu' by default, or
     'softmax_plus' / 'softmax') applies to the local part.
 
+    Weights: ``i_dense`` kernel [d, 2e+s] (columns u, v, z), ``o_dense``
+    kernel [e, d], ``qk_scaleoffset`` γ (and β with ``use_bias``) [4, s] in
+    the order q_quad, k_quad, q_lin, k_lin.
+
     Example::
 
         x = keras.layers.Input((None, 768))
