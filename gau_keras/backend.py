@@ -50,10 +50,6 @@ NORMALIZATIONS = ('softmax_plus', 'squared_relu', 'softmax')
 ROPE_LAYOUTS = ('interleaved', 'half')
 
 
-def compute_dtype_of(x):
-    return tf.as_dtype(x.dtype)
-
-
 def rope_frequencies(dim, base=10000.0):
     """θ_i = base^(-2i/dim), i = 0 … dim/2 - 1 (float32)."""
     if dim % 2:
