@@ -248,7 +248,7 @@ def test_dict_checkpoint_loads(weights, cfg):
 
 def test_dict_checkpoint_missing_variable_error_is_short(weights, cfg):
     """The error names the variable and layer without dumping every array
-    of the dict (today it formats the whole dict into the message)."""
+    of the dict into the message."""
     missing = PREFIX % 1 + 'o_dense/kernel'
     partial = {k: v for k, v in weights.items() if k != missing}
     with pytest.raises(CheckpointError) as info:

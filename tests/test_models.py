@@ -191,9 +191,9 @@ def test_checkpoint_round_trip(release, encoder, tmp_path):
 def test_keras_save_load_model(encoder, tmp_path, fmt):
     """model.save + keras.models.load_model(custom_objects=...) round trip.
 
-    Fails for h5 / .keras (library bug): the layers' kernel / embeddings
-    initializer is the Transformer's bound method ``initializer``, which
-    serialises as {'class_name': 'method'} and cannot be deserialised.
+    The layers' initializer is the registered RoFormerV2Initializer (a bound
+    method, as in bert4keras, would serialise as {'class_name': 'method'}
+    and make h5 / .keras loading fail).
     """
     model = encoder.model
     path = str(tmp_path / {'h5': 'model.h5', 'keras': 'model.keras',
