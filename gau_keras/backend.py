@@ -43,10 +43,8 @@ from bert4keras.backend import keras, K  # noqa: E402,F401  (after the check)
 #: and only ever applied in float32, never in float16.
 MASK_VALUE = -1e9
 
-#: Valid values of the ``normalization`` option of the attention layers.
-NORMALIZATIONS = ('softmax_plus', 'squared_relu', 'softmax')
-
-#: Valid values of the ``rope_layout`` option.
+#: Valid values of the ``rope_layout`` option (checked by
+#: ``check_rope_layout``).
 ROPE_LAYOUTS = ('interleaved', 'half')
 
 
@@ -82,9 +80,7 @@ def rotary_position_embedding(x, positions, layout='interleaved',
     [b, n, ..., d] (e.g. FLASH's four stacked projections [b, n, 4, s]);
     ``positions`` has shape [n] or [b, n].  Angles are computed in float32.
     """
-    if layout not in ROPE_LAYOUTS:
-        raise ValueError('rope_layout must be one of %s, got %r'
-                         % (ROPE_LAYOUTS, layout))
+    check_rope_layout(layout)
     x = tf.convert_to_tensor(x)
     dim = x.shape[-1]
     angles = tf.cast(positions, tf.float32)[..., None] * rope_frequencies(
@@ -130,16 +126,99 @@ def visible_counts(mask, k_len):
     return tf.maximum(n, 1.0)
 
 
+# ---- attention normalizations: one registry --------------------------------
+#
+# name → f(a, n): a = float32 logits QKᵀ/√s (QKᵀ with attention_scale=False)
+# in which masked entries are already MASK_VALUE, n = float32 number of keys
+# each query may see (≥ 1), broadcastable to a.  f returns float32 A.  Both
+# attention layers (GatedAttentionUnit and the local part of FLASH's
+# MixedChunkAttention) look their ``normalization`` up here, so a new one is
+# one line:
+#
+#     backend.register_normalization('relu_n', lambda a, n: tf.nn.relu(a) / n)
+
+#: The attention normalizations by name (see ``register_normalization``).
+ATTENTION_NORMALIZATIONS = {}
+
+
+def register_normalization(name, fn=None):
+    """Adds ``fn(a, n) → A`` to the registry under ``name``.
+
+    Use as a call, ``register_normalization('relu_n', f)``, or as a
+    decorator, ``@register_normalization('relu_n')``.  Returns ``fn``.
+    """
+    if fn is None:
+        return lambda f: register_normalization(name, f)
+    if not isinstance(name, str) or not name:
+        raise ValueError('register_normalization: the name must be a '
+                         'non-empty string, got %r' % (name,))
+    if not callable(fn):
+        raise TypeError('register_normalization(%r): %r is not callable'
+                        % (name, fn))
+    ATTENTION_NORMALIZATIONS[name] = fn
+    return fn
+
+
+def normalization_names():
+    """The registered normalization names, sorted."""
+    return tuple(sorted(ATTENTION_NORMALIZATIONS))
+
+
+def check_normalization(method, owner='normalization'):
+    """Returns ``method`` if it is registered, else raises naming ``owner``.
+
+    Example: ``check_normalization('softmax_plus')`` → 'softmax_plus'.
+    """
+    if not isinstance(method, str) or method not in ATTENTION_NORMALIZATIONS:
+        raise ValueError('%s: normalization must be one of %s, got %r'
+                         % (owner, ', '.join(normalization_names()), method))
+    return method
+
+
+def get_normalization(method, owner='normalization'):
+    """The function f(a, n) registered as ``method``.
+
+    Example: ``A = get_normalization('squared_relu')(a, n)``.
+    """
+    return ATTENTION_NORMALIZATIONS[check_normalization(method, owner)]
+
+
+def check_rope_layout(layout, owner='rope_layout'):
+    """Returns ``layout`` if it is in ``ROPE_LAYOUTS``, else raises naming
+    ``owner``.  Example: ``check_rope_layout('half')`` → 'half'."""
+    if layout not in ROPE_LAYOUTS:
+        raise ValueError('%s: rope_layout must be one of %s, got %r'
+                         % (owner, ROPE_LAYOUTS, layout))
+    return layout
+
+
+@register_normalization('squared_relu')
 def squared_relu_attention(a, n):
     """A = relu²(QKᵀ/√s) / n, with a = QKᵀ/√s and n the visible keys per query.
 
-    (The paper's pseudo-code has 1/n²; the seed uses 1/(n·s) overall, which is
-    this with the 1/s carried by a = QKᵀ/√s.)  Masked logits, set to a large
-    negative value, give relu² = 0.
+    The seed's 1/(n·s) overall: the 1/s is carried by a = QKᵀ/√s squared.
+    (The paper's pseudo-code divides by n² instead: ``'squared_relu_n2'``.)
+    Masked logits, set to a large negative value, give relu² = 0.
     """
     return tf.square(tf.nn.relu(a)) / n
 
 
+@register_normalization('squared_relu_n2')
+def squared_relu_n2_attention(a, n):
+    """A = relu²(a / n) = relu²(a) / n²  (the paper's pseudo-code, 1/n²).
+
+    The GAU pseudo-code of Hua et al. (arXiv 2202.10447, code 1) computes
+    ``relu(QKᵀ / n)²`` with n the sequence length; here n is the number of
+    keys each query may see (the real length, the visible keys of a chunk in
+    FLASH's local part).  The layer's ``attention_scale`` still applies to
+    a: with the default ``attention_scale=True``, a = QKᵀ/√s and
+    A = relu²(QKᵀ) / (s·n²); ``attention_scale=False`` gives the paper's
+    relu²(QKᵀ/n) literally.
+    """
+    return tf.square(tf.nn.relu(a / n))
+
+
+@register_normalization('softmax_plus')
 def softmax_plus_attention(a, n):
     """A = softmax(log(max(n, 16)) / log(512) · QKᵀ/√s)  (a = QKᵀ/√s).
 
@@ -150,24 +229,11 @@ def softmax_plus_attention(a, n):
     return tf.nn.softmax(a * scale, axis=-1)
 
 
+@register_normalization('softmax')
 def softmax_attention(a, n=None):
-    """A = softmax(QKᵀ/√s)."""
+    """A = softmax(QKᵀ/√s)  (n is not used)."""
     del n
     return tf.nn.softmax(a, axis=-1)
-
-
-_NORMALIZERS = {
-    'softmax_plus': softmax_plus_attention,
-    'squared_relu': squared_relu_attention,
-    'softmax': softmax_attention,
-}
-
-
-def check_normalization(method):
-    if method not in _NORMALIZERS:
-        raise ValueError('normalization must be one of %s, got %r'
-                         % (NORMALIZATIONS, method))
-    return method
 
 
 def normalize_attention(logits, mask=None, bias=None, method='softmax_plus'):
@@ -183,4 +249,4 @@ def normalize_attention(logits, mask=None, bias=None, method='softmax_plus'):
     if mask is not None:
         a = tf.where(mask, a, MASK_VALUE)
     n = visible_counts(mask, tf.shape(a)[-1])
-    return _NORMALIZERS[check_normalization(method)](a, n)
+    return get_normalization(method)(a, n)

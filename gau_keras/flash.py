@@ -6,9 +6,15 @@ section 3) is a Gated Attention Unit whose attention is split in two:
     U, V, Z = φ(X W_i)                   one dense, split [e, e, s]
     Q_quad, K_quad, Q_lin, K_lin = RoPE(γ_j ⊙ Z + β_j)   (4 scale-offsets)
     the sequence is cut into G chunks of c tokens (zero-padded at the end)
-    V̂_quad,g = relu²(Q_quad,g K_quad,gᵀ / √s) / c · V_g      local, exact
+    V̂_quad,g = relu²(Q_quad,g K_quad,gᵀ / √s) / n_loc · V_g  local, exact
     V̂_lin,g  = Q_lin,g · Σ_h K_lin,hᵀ V_h / n                 global, linear
     O = [U ⊙ (V̂_quad + V̂_lin)] W_o
+
+n_loc is, by default (``local_normalizer='visible'``), the number of keys
+the query sees inside its chunk: the real keys of the chunk, and for causal
+rows only those at or before the query; ``local_normalizer='chunk'`` is the
+paper's literal n_loc = c for every row.  Any registered normalization
+(``backend.ATTENTION_NORMALIZATIONS``) may replace relu²/n_loc.
 
 Causal: the local part gets a lower-triangular mask and the global part sums
 only the chunks h < g, divided by the number of real tokens it sums.
@@ -24,12 +30,28 @@ Example::
     x = gau_keras.keras.layers.Input((None, 64))
     y = MixedChunkAttention(units=128, key_size=32, chunk_size=64)(x)
 """
+import collections
 import numbers
 
 import tensorflow as tf
 
 from gau_keras import backend
-from gau_keras.layers import ScaleOffset, _GatedUnitBase, _mask_of, register
+from gau_keras.layers import GatedUnitBase, ScaleOffset, mask_of, register
+
+#: Values of ``local_normalizer``: the n of the local part is the keys each
+#: query sees in its chunk ('visible') or the chunk size c ('chunk').
+LOCAL_NORMALIZERS = ('visible', 'chunk')
+
+
+def check_local_normalizer(local_normalizer, owner='MixedChunkAttention'):
+    """Returns ``local_normalizer`` if valid, or raises naming ``owner``.
+
+    Example: ``check_local_normalizer('chunk')`` → 'chunk'.
+    """
+    if local_normalizer not in LOCAL_NORMALIZERS:
+        raise ValueError('%s: local_normalizer must be one of %s, got %r'
+                         % (owner, LOCAL_NORMALIZERS, local_normalizer))
+    return local_normalizer
 
 
 def check_chunk_size(chunk_size, owner='MixedChunkAttention'):
@@ -73,32 +95,48 @@ def merge_chunks(x, length):
     return x[:, :length]
 
 
-def chunk_attention_weights(logits, mask, chunk_size, normalization):
-    """float32 A inside a chunk, zero wherever ``mask`` is False.
+def local_key_counts(mask, chunk_size, local_normalizer='visible'):
+    """n_loc of each query of a chunk, float32, broadcastable to [.., c, c].
 
-        squared_relu:  A = relu²(a) / c        (a = Q Kᵀ/√s, c = chunk size)
-        softmax_plus / softmax: as ``backend.normalize_attention``, with n the
-        number of visible keys of the chunk.
+        'visible':  n_loc = Σ_j mask[.., i, j]  (≥ 1): the keys query i sees
+        'chunk':    n_loc = c                    (the paper's 1/c)
 
-    Example: ``chunk_attention_weights(a, m, 4, 'squared_relu')``.
+    mask: bool [..., c|1, c], True where query i may see key j.
+
+    Example: ``local_key_counts(m, 4)`` → [b, g, c, 1].
     """
-    if normalization == 'squared_relu':
-        a = tf.where(mask, tf.cast(logits, tf.float32), backend.MASK_VALUE)
-        a = backend.squared_relu_attention(a, tf.cast(chunk_size,
-                                                      tf.float32))
-    else:
-        a = backend.normalize_attention(logits, mask, None, normalization)
+    if check_local_normalizer(local_normalizer) == 'chunk':
+        return tf.cast(chunk_size, tf.float32)
+    n = tf.reduce_sum(tf.cast(mask, tf.float32), axis=-1, keepdims=True)
+    return tf.maximum(n, 1.0)
+
+
+def chunk_attention_weights(logits, mask, n, normalization):
+    """float32 A = f(a, n) inside a chunk, zero wherever ``mask`` is False.
+
+        squared_relu:  A = relu²(a) / n      (a = Q Kᵀ/√s)
+        any other registered normalization f (``backend.get_normalization``)
+
+    n: the keys each query divides by (``local_key_counts``).
+
+    Example: ``chunk_attention_weights(a, m, local_key_counts(m, 4),
+    'squared_relu')``.
+    """
+    a = tf.where(mask, tf.cast(logits, tf.float32), backend.MASK_VALUE)
+    a = backend.get_normalization(normalization)(a, n)
     return a * tf.cast(mask, tf.float32)
 
 
 def quadratic_chunk_attention(q, k, v, key_mask, causal=False,
-                              normalization='squared_relu', dropout=None):
-    """V̂_quad,g = A_g V_g,  A_g = relu²(Q_g K_gᵀ / √s) / c  in each chunk g.
+                              normalization='squared_relu', dropout=None,
+                              local_normalizer='visible'):
+    """V̂_quad,g = A_g V_g,  A_g = relu²(Q_g K_gᵀ / √s) / n_loc  per chunk g.
 
     q, k [b, g, c, s] (q already multiplied by 1/√s), v [b, g, c, e],
     key_mask bool [b, g, c] (False on padding).  ``causal`` adds the lower
-    triangular mask inside the chunk.  ``dropout`` (a function) is applied
-    to A.  Returns [b, g, c, e] in v's dtype.
+    triangular mask inside the chunk.  n_loc: ``local_key_counts``.
+    ``dropout`` (a function) is applied to A.  Returns [b, g, c, e] in v's
+    dtype.
 
     Example: ``quadratic_chunk_attention(q, k, v, m, causal=True)``.
     """
@@ -108,7 +146,8 @@ def quadratic_chunk_attention(q, k, v, key_mask, causal=False,
     if causal:
         mask = tf.logical_and(mask, backend.causal_mask(chunk_size,
                                                         chunk_size))
-    a = chunk_attention_weights(logits, mask, chunk_size, normalization)
+    n = local_key_counts(mask, chunk_size, local_normalizer)
+    a = chunk_attention_weights(logits, mask, n, normalization)
     if dropout is not None:
         a = dropout(a)
     return tf.einsum('bgij,bgje->bgie', tf.cast(a, v.dtype), v)
@@ -151,8 +190,18 @@ def _token_mask(x, mask):
     return tf.cast(mask, tf.bool)
 
 
+#: The decoding state of one causal MixedChunkAttention layer (float32 sums,
+#: caches in the layer's compute dtype):
+#: kv_global [b, s, e] Σ K_linᵀV of the finished chunks, n_global [b] their
+#: real tokens, kv_chunk / n_chunk the same for the current chunk, k_cache
+#: [b, c, s] / v_cache [b, c, e] its K_quad / V rows, m_cache [b, c] its mask.
+DecodeState = collections.namedtuple(
+    'DecodeState', ['kv_global', 'n_global', 'kv_chunk', 'n_chunk',
+                    'k_cache', 'v_cache', 'm_cache'])
+
+
 @register
-class MixedChunkAttention(_GatedUnitBase):
+class MixedChunkAttention(GatedUnitBase):
     """FLASH's mixed-chunk attention layer (a GAU with chunked attention).
 
     Local quadratic attention inside chunks of ``chunk_size`` tokens plus
@@ -161,7 +210,10 @@ class MixedChunkAttention(_GatedUnitBase):
     size); Keras-masked (padding) tokens add nothing to any sum, so a padded
     batch gives the unpadded outputs on real tokens.  Options as in
     ``GatedAttentionUnit``; ``normalization`` ('squared_relu' by default, or
-    'softmax_plus' / 'softmax') applies to the local part.
+    any name in ``backend.ATTENTION_NORMALIZATIONS``) applies to the local
+    part, with n = the keys each query sees in its chunk
+    (``local_normalizer='visible'``, default) or n = c (``'chunk'``, the
+    paper's literal 1/c).
 
     Weights: ``i_dense`` kernel [d, 2e+s] (columns u, v, z), ``o_dense``
     kernel [e, d], ``qk_scaleoffset`` γ (and β with ``use_bias``) [4, s] in
@@ -175,10 +227,13 @@ class MixedChunkAttention(_GatedUnitBase):
     """
 
     def __init__(self, units, key_size=128, chunk_size=256,
-                 normalization='squared_relu', **kwargs):
+                 normalization='squared_relu', local_normalizer='visible',
+                 **kwargs):
         super(MixedChunkAttention, self).__init__(
             units, key_size, normalization=normalization, **kwargs)
         self.chunk_size = check_chunk_size(chunk_size, self.name)
+        self.local_normalizer = check_local_normalizer(local_normalizer,
+                                                       self.name)
 
     def build(self, input_shape):
         if isinstance(input_shape, (list, tuple)) and isinstance(
@@ -212,7 +267,7 @@ class MixedChunkAttention(_GatedUnitBase):
                              'only; call it on one tensor' % self.name)
         n, c = tf.shape(inputs)[1], self.chunk_size
         positions = tf.range(n) if position_ids is None else position_ids
-        token_mask = _token_mask(inputs, _mask_of(mask))
+        token_mask = _token_mask(inputs, mask_of(mask))
         u, v, q_quad, k_quad, q_lin, k_lin = self.project(inputs, positions)
         v = v * tf.cast(token_mask, v.dtype)[..., None]
         q_quad, k_quad, q_lin, k_lin, v = (
@@ -220,7 +275,7 @@ class MixedChunkAttention(_GatedUnitBase):
         m = split_chunks(token_mask, c)
         v_quad = quadratic_chunk_attention(
             q_quad, k_quad, v, m, self.causal, self.normalization,
-            lambda a: self._dropout(a, training))
+            lambda a: self._dropout(a, training), self.local_normalizer)
         counts = tf.reduce_sum(tf.cast(m, tf.float32), axis=2)
         if self.causal:
             v_lin = causal_linear_global_attention(q_lin, k_lin, v, counts)
@@ -233,19 +288,21 @@ class MixedChunkAttention(_GatedUnitBase):
     # ---- cached decoding (causal) -----------------------------------------
 
     def initial_state(self, batch_size):
-        """Empty decoding state for ``decode_step`` (causal layers only).
+        """Empty ``DecodeState`` for ``decode_step`` (causal layers only).
 
-        (kv_global [b,s,e] f32, n_global [b] f32, kv_chunk [b,s,e] f32,
-         n_chunk [b] f32, k_cache [b,c,s], v_cache [b,c,e], m_cache [b,c] f32)
+        Example: ``state = layer.initial_state(2)``; ``state.k_cache`` is
+        [2, c, s].
         """
         if not self.causal:
             raise ValueError('%s: cached decoding needs causal=True'
                              % self.name)
         b, c, s, e = batch_size, self.chunk_size, self.key_size, self.units
         dtype = self.compute_dtype
-        return (tf.zeros([b, s, e]), tf.zeros([b]), tf.zeros([b, s, e]),
-                tf.zeros([b]), tf.zeros([b, c, s], dtype),
-                tf.zeros([b, c, e], dtype), tf.zeros([b, c]))
+        return DecodeState(
+            kv_global=tf.zeros([b, s, e]), n_global=tf.zeros([b]),
+            kv_chunk=tf.zeros([b, s, e]), n_chunk=tf.zeros([b]),
+            k_cache=tf.zeros([b, c, s], dtype),
+            v_cache=tf.zeros([b, c, e], dtype), m_cache=tf.zeros([b, c]))
 
     def decode_step(self, x, state, position, token_mask=None):
         """One causal step: x [b, 1, d] at ``position`` → (y [b, 1, d], state).
@@ -273,8 +330,10 @@ class MixedChunkAttention(_GatedUnitBase):
         v_cache = _write(v_cache, v, hot)
         m_cache = m_cache * (1.0 - hot) + hot * m[:, None]
         visible = (m_cache * tf.cast(tf.range(c) <= slot, tf.float32)) > 0
+        visible = visible[:, None, :]                        # [b, 1, c]
         logits = tf.einsum('bis,bjs->bij', q_quad, k_cache)
-        a = chunk_attention_weights(logits, visible[:, None, :], c,
+        n_local = local_key_counts(visible, c, self.local_normalizer)
+        a = chunk_attention_weights(logits, visible, n_local,
                                     self.normalization)
         v_quad = tf.einsum('bij,bje->bie', tf.cast(a, v.dtype), v_cache)
         v_lin = tf.einsum('bis,bse->bie', tf.cast(q_lin, tf.float32),
@@ -284,8 +343,10 @@ class MixedChunkAttention(_GatedUnitBase):
                                 tf.cast(v, tf.float32))
         n_c = n_c + m
         done = tf.cast(tf.equal(slot, c - 1), tf.float32)
-        state = (kv_g + done * kv_c, n_g + done * n_c, kv_c * (1.0 - done),
-                 n_c * (1.0 - done), k_cache, v_cache, m_cache)
+        state = DecodeState(
+            kv_global=kv_g + done * kv_c, n_global=n_g + done * n_c,
+            kv_chunk=kv_c * (1.0 - done), n_chunk=n_c * (1.0 - done),
+            k_cache=k_cache, v_cache=v_cache, m_cache=m_cache)
         return y, state
 
     def checkpoint_weights(self):
@@ -297,7 +358,8 @@ class MixedChunkAttention(_GatedUnitBase):
 
     def get_config(self):
         config = super(MixedChunkAttention, self).get_config()
-        config.update(chunk_size=self.chunk_size)
+        config.update(chunk_size=self.chunk_size,
+                      local_normalizer=self.local_normalizer)
         return config
 
 
@@ -307,8 +369,8 @@ def _write(cache, value, hot):
     return cache * (1 - hot) + hot * value
 
 
-__all__ = ['MixedChunkAttention', 'quadratic_chunk_attention',
-           'linear_global_attention', 'causal_linear_global_attention',
-           'chunk_attention_weights',
-           'split_chunks', 'merge_chunks', 'pad_to_chunks',
-           'check_chunk_size']
+__all__ = ['MixedChunkAttention', 'DecodeState', 'LOCAL_NORMALIZERS',
+           'quadratic_chunk_attention', 'linear_global_attention',
+           'causal_linear_global_attention', 'chunk_attention_weights',
+           'local_key_counts', 'split_chunks', 'merge_chunks',
+           'pad_to_chunks', 'check_chunk_size', 'check_local_normalizer']

@@ -28,7 +28,11 @@ def custom_objects():
     return dict(_registered)
 
 
-def _mask_of(mask, index=0):
+def mask_of(mask, index=0):
+    """The Keras mask of input ``index`` (None if that input has none).
+
+    Example: ``mask_of([m0, m1], 1)`` → m1; ``mask_of(m0)`` → m0.
+    """
     if isinstance(mask, (list, tuple)):
         return mask[index] if len(mask) > index else None
     return mask if index == 0 else None
@@ -132,10 +136,8 @@ class RotaryEmbedding(keras.layers.Layer):
 
     def __init__(self, layout='interleaved', base=10000.0, **kwargs):
         super(RotaryEmbedding, self).__init__(**kwargs)
-        if layout not in backend.ROPE_LAYOUTS:
-            raise ValueError('%s: rope_layout must be one of %s, got %r'
-                             % (self.name, backend.ROPE_LAYOUTS, layout))
-        self.layout, self.base = layout, base
+        self.layout = backend.check_rope_layout(layout, self.name)
+        self.base = base
         self.supports_masking = True
 
     def call(self, inputs):
@@ -147,7 +149,7 @@ class RotaryEmbedding(keras.layers.Layer):
                                                  self.base)
 
     def compute_mask(self, inputs, mask=None):
-        return _mask_of(mask)
+        return mask_of(mask)
 
     def get_config(self):
         config = super(RotaryEmbedding, self).get_config()
@@ -204,7 +206,7 @@ class ScaleOffset(keras.layers.Layer):
         return [self.gamma] + ([self.beta] if self.offset else [])
 
 
-class _GatedUnitBase(keras.layers.Layer):
+class GatedUnitBase(keras.layers.Layer):
     """Options and sublayers shared by the GAU and the mixed-chunk FLASH layer."""
 
     def __init__(self, units, key_size=128, activation='swish', use_bias=True,
@@ -212,11 +214,12 @@ class _GatedUnitBase(keras.layers.Layer):
                  causal=False, use_rope=True, rope_layout='interleaved',
                  attention_scale=True, kernel_initializer='glorot_uniform',
                  **kwargs):
-        super(_GatedUnitBase, self).__init__(**kwargs)
+        super(GatedUnitBase, self).__init__(**kwargs)
         self.units, self.key_size = int(units), int(key_size)
         self.activation = keras.activations.get(activation)
         self.use_bias = use_bias
-        self.normalization = backend.check_normalization(normalization)
+        self.normalization = backend.check_normalization(normalization,
+                                                         self.name)
         self.attention_dropout = attention_dropout or 0.0
         # A Keras Dropout draws from a per-layer generator that resumable
         # runs can checkpoint (tf.nn.dropout uses the global seed).
@@ -224,10 +227,7 @@ class _GatedUnitBase(keras.layers.Layer):
             self.attention_dropout, dtype='float32',
             name='attention_dropout') if self.attention_dropout else None
         self.causal, self.use_rope = causal, use_rope
-        if rope_layout not in backend.ROPE_LAYOUTS:
-            raise ValueError('%s: rope_layout must be one of %s, got %r'
-                             % (self.name, backend.ROPE_LAYOUTS, rope_layout))
-        self.rope_layout = rope_layout
+        self.rope_layout = backend.check_rope_layout(rope_layout, self.name)
         self.attention_scale = attention_scale
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.supports_masking = True
@@ -257,7 +257,7 @@ class _GatedUnitBase(keras.layers.Layer):
         return self.attention_dropout_layer(a, training=training)
 
     def compute_mask(self, inputs, mask=None):
-        return _mask_of(mask)
+        return mask_of(mask)
 
     def compute_output_shape(self, input_shape):
         if isinstance(input_shape, (list, tuple)) and isinstance(
@@ -266,7 +266,7 @@ class _GatedUnitBase(keras.layers.Layer):
         return input_shape
 
     def get_config(self):
-        config = super(_GatedUnitBase, self).get_config()
+        config = super(GatedUnitBase, self).get_config()
         config.update(
             units=self.units, key_size=self.key_size,
             activation=keras.activations.serialize(self.activation),
@@ -286,7 +286,7 @@ def _positions(x, position_ids):
 
 
 @register
-class GatedAttentionUnit(_GatedUnitBase):
+class GatedAttentionUnit(GatedUnitBase):
     """Gated Attention Unit (GAU), single head (arXiv 2202.10447).
 
         U = φ(X W_u),  V = φ(X W_v),  Z = φ(X W_z)   one dense, split [u, v, z]
@@ -365,7 +365,7 @@ class GatedAttentionUnit(_GatedUnitBase):
         u, v, zq, zk = self.project(inputs)
         x = inputs if self.self_attention else inputs[0]
         context = inputs if self.self_attention else inputs[1]
-        key_mask = _mask_of(mask, 0 if self.self_attention else 1)
+        key_mask = mask_of(mask, 0 if self.self_attention else 1)
         pos_q = _positions(x, position_ids)
         pos_k = pos_q if self.self_attention else _positions(context, None)
         q = self._rope(self.q_scaleoffset(zq), pos_q)

@@ -5,8 +5,11 @@ of chunk g = i // c it sums explicitly over the keys j it may see, with no
 chunk reshaping, cumsum or einsum:
 
     local   Σ_{j in chunk g, j real (, j ≤ i)}  w(q_i·k_j/√s) v_j
-            w(a) = relu(a)² / c           (squared_relu)
-            w    = softmax(log(max(m,16))/log(512)·a) over the m visible keys
+            w(a) = relu(a)² / m           (squared_relu)
+            w(a) = relu(a / m)²           (squared_relu_n2, the paper's 1/n²)
+            w    = softmax(log(max(m,16))/log(512)·a) over the visible keys
+            m = the number of keys the query sees in its chunk
+                ('visible', default), or c ('chunk', the paper's 1/c)
     global  Σ_{j real, j in chunks h < g if causal}  (q_lin,i·k_lin,j) v_j / N
             N = number of those j (non-causal: the sample's real length)
     out     (u_i ⊙ (local + global)) W_o + b_o
@@ -36,11 +39,13 @@ def rope(x, positions):
     return out
 
 
-def local_weights(logits, chunk_size, normalization):
-    """Weights of the visible keys of one query (1-D logits a = q·k/√s)."""
+def local_weights(logits, m, normalization):
+    """Weights of the visible keys of one query (1-D logits a = q·k/√s);
+    m is the divisor n of the normalization."""
     if normalization == 'squared_relu':
-        return np.maximum(logits, 0.0) ** 2 / chunk_size
-    m = len(logits)
+        return np.maximum(logits, 0.0) ** 2 / m
+    if normalization == 'squared_relu_n2':
+        return np.maximum(logits / m, 0.0) ** 2
     if normalization == 'softmax_plus':
         logits = logits * math.log(max(m, 16)) / math.log(512)
     e = np.exp(logits - logits.max())
@@ -49,7 +54,8 @@ def local_weights(logits, chunk_size, normalization):
 
 def mixed_chunk_attention(x, weights, chunk_size, causal=False, mask=None,
                           normalization='squared_relu', units=None,
-                          key_size=None, attention_scale=True):
+                          key_size=None, attention_scale=True,
+                          local_normalizer='visible'):
     """Output [b, n, d] of the mixed-chunk attention layer, in float64.
 
     weights: dict with 'i_kernel' [d, 2e+s], 'i_bias' (or None), 'o_kernel'
@@ -83,7 +89,9 @@ def mixed_chunk_attention(x, weights, chunk_size, causal=False, mask=None,
             if local_keys:
                 a = np.array([q_quad[bi, i] @ k_quad[bi, j] * scale
                               for j in local_keys])
-                w = local_weights(a, chunk_size, normalization)
+                m = (len(local_keys) if local_normalizer == 'visible'
+                     else chunk_size)
+                w = local_weights(a, m, normalization)
                 for wj, j in zip(w, local_keys):
                     local += wj * v[bi, j]
             # global, linear attention
