@@ -483,7 +483,7 @@ class Cmrc2018(Task):
             w = '%s.answers[%d]' % (where, k)
             text = _item_field(ans, 'text', path, w, str)
             start = _item_field(ans, 'answer_start', path, w, int)
-            found = self.locate(context, text, start, path)
+            found = self.locate(context, text, start, path, split)
             if found is not None or split == 'dev':
                 answers.append((text, found))
         if split == 'train' and not answers:
@@ -492,13 +492,17 @@ class Cmrc2018(Task):
             return None
         return SpanExample(uid, question, context, answers)
 
-    def locate(self, context, text, start, path):
+    def locate(self, context, text, start, path, split):
         if text and context[start:start + len(text)] == text:
             return start
         found = nearest_occurrence(context, text, start) if text else None
-        self.log.add(path, 'corrected: answer_start moved to its text'
-                     if found is not None else
-                     'skipped: answer not in its context')
+        if found is not None:
+            self.log.add(path, 'corrected: answer_start moved to its text')
+        elif split == 'train':
+            self.log.add(path, 'skipped: answer not in its context')
+        else:
+            self.log.add(path, 'answer not in its context (kept as a '
+                         'reference for EM/F1)')
         return found
 
     def evaluate(self, examples, predictions):
