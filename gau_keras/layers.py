@@ -400,3 +400,21 @@ class GatedAttentionUnit(GatedUnitBase):
         config = super(GatedAttentionUnit, self).get_config()
         config.update(self_attention=self.self_attention)
         return config
+
+
+# ---- bert4keras names for ported scripts (owner: h-compat; see heads.py) ----
+# `from bert4keras.layers import X` → `from gau_keras.layers import X`: the
+# heads fixed for mixed precision, and the keras / bert4keras layers that
+# bert4keras.layers exposes and scripts import.
+from gau_keras import heads as _heads  # noqa: E402
+from gau_keras.heads import (  # noqa: E402,F401
+    ConditionalRandomField, MaximumEntropyMarkovModel, GlobalPointer,
+    EfficientGlobalPointer, Loss, Input, Layer, Dense, Dropout, Lambda,
+    Activation, Add, Concatenate, Multiply, Average, Reshape, Masking, LSTM,
+    Bidirectional, Conv1D, GlobalAveragePooling1D, GlobalMaxPooling1D,
+    MultiHeadAttention, FeedForward, PositionEmbedding,
+    SinusoidalPositionEmbedding, RelativePositionEmbedding,
+    RelativePositionEmbeddingT5, Concatenate1D, BatchSplit, BatchConcat)
+
+for _name in _heads.FIXED_HEADS:
+    register(getattr(_heads, _name))
