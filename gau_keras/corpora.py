@@ -78,3 +78,45 @@ def save_vocab(vocab, path):
     with open(path, 'w', encoding='utf-8') as f:
         f.write('\n'.join(vocab) + '\n')
     return path
+
+
+def _tokenizer_units(text, lower=True):
+    """The units a char vocab needs for bert4keras's Tokenizer on ``text``:
+    CJK chars and punctuation alone; in runs of other chars (Latin words,
+    digits) the first char alone and the rest as '##' + char."""
+    from bert4keras.snippets import lowercase_and_normalize
+    from bert4keras.tokenizers import Tokenizer
+    if lower:
+        text = lowercase_and_normalize(text)
+    units, in_word = [], False
+    for ch in text:
+        if ch.isspace() or Tokenizer._is_control(ch) or ord(ch) in (0,
+                                                                    0xfffd):
+            in_word = False
+        elif Tokenizer._is_punctuation(ch) or Tokenizer._is_cjk_character(ch):
+            units.append(ch)
+            in_word = False
+        else:
+            units.append('##' + ch if in_word else ch)
+            in_word = True
+    return units
+
+
+def build_tokenizer_vocab(texts, max_size=None, min_count=1, lower=True):
+    """A char vocab that bert4keras's ``Tokenizer(vocab, do_lower_case=
+    lower)`` tokenizes ``texts`` with, [UNK]-free: special tokens first, then
+    chars and '##'-continuations by falling frequency (ties: by token).
+
+    Example::
+
+        vocab = build_tokenizer_vocab(['GAU-α模型'])
+        # ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]', '##a', '##u',
+        #  '-', 'g', 'α', '型', '模']
+    """
+    counts = collections.Counter(u for text in texts
+                                 for u in _tokenizer_units(text, lower))
+    units = sorted((u for u in counts if counts[u] >= min_count
+                    and u not in SPECIAL_TOKENS),
+                   key=lambda u: (-counts[u], u))
+    vocab = list(SPECIAL_TOKENS) + units
+    return vocab[:max_size] if max_size else vocab
