@@ -1,26 +1,63 @@
-"""Optimizers that work on TF 2.21 / tf-keras (bert4keras's no longer do).
+"""Optimizers for TF 2.21 / tf-keras, with bert4keras 0.11.5's optimizer API.
 
-Built on the tf-keras optimizers (``tf.keras.optimizers.AdamW`` …); only what
-tf-keras lacks is written here:
+bert4keras's optimizers subclass the old ``OptimizerV2`` (``_set_hyper``,
+``_resource_apply_dense``) and fail on tf-keras 2.21, whose
+``tf.keras.optimizers.Optimizer`` is the new optimizer.  This module gives
+the same names, arguments and update rules on the new optimizer:
 
-* ``PiecewiseLinearSchedule``: bert4keras's ``lr_schedule={step: multiplier}``;
-* ``AdamW``: weight decay that skips biases and norms (every variable of rank
-  ≤ 1) and variables whose name matches a pattern;
-* ``extend_with_layer_adaptation``: LAMB's trust ratio ‖w‖ / ‖update‖;
-* ``extend_with_gradient_accumulation``: k micro-batches per update.
+* ``Adam`` (``bias_correction``), ``AdaFactor`` (= ``AdaFactorV1`` =
+  ``AdaFactorV2``), ``Lion``;
+* ``extend_with_weight_decay``, ``extend_with_layer_adaptation``,
+  ``extend_with_piecewise_linear_lr``, ``extend_with_gradient_accumulation``,
+  ``extend_with_lookahead``, ``extend_with_lazy_optimization``,
+  ``extend_with_exponential_moving_average`` (``apply_ema_weights`` /
+  ``reset_old_weights``), ``extend_with_parameter_wise_lr``, each also under
+  its ``*_v2`` name; ``extend_with_X(Base, name='MyOpt')`` returns a class
+  registered under that name in Keras's custom objects.
 
-All of them work with ``LossScaleOptimizer`` (fp16), ``jit_compile=True`` and
-``tf.distribute`` strategies.  Example::
+Every extension works like bert4keras's: the base computes a new value of a
+variable, the extension rewrites it (``new ← f(old, new)``), inner extension
+first.  On top of them:
 
-    from gau_keras.optimizers import build_optimizer
-    opt = build_optimizer('lamb', 1e-3, weight_decay=0.01,
-                          lr_schedule={1000: 1, 10000: 0.1},
-                          grad_accum_steps=4)
+* ``AdamW``: weight decay (``weight_decay=``) that never decays rank ≤ 1
+  variables (biases, norms) nor names matching ``exclude_from_weight_decay``;
+* ``LAMB``: ``AdamW`` + layer adaptation (same exclusions);
+* ``PiecewiseLinearSchedule``: ``lr_schedule={step: multiplier}``;
+* ``build_optimizer('adam' | 'adamw' | 'lamb' | 'adafactor', ...)``.
+
+All work with ``model.compile``, ``LossScaleOptimizer`` (fp16),
+``jit_compile=True`` and ``tf.distribute`` strategies.  Example::
+
+    from gau_keras.optimizers import Adam, extend_with_piecewise_linear_lr
+    AdamLR = extend_with_piecewise_linear_lr(Adam, name='AdamLR')
+    model.compile(optimizer=AdamLR(1e-4, lr_schedule={1000: 1}), loss=...)
 """
+import re
+
+import numpy as np
 import tensorflow as tf
 
 keras = tf.keras
+Schedule = keras.optimizers.schedules.LearningRateSchedule
 
+
+def register(cls, plain_name=False):
+    """Register ``cls`` for Keras (de)serialisation as ``gau_keras>Name``.
+
+    ``plain_name`` also puts it under its bare ``__name__`` in the custom
+    objects, as bert4keras's ``extend_with_*(..., name=...)`` does (so that
+    ``load_model`` finds ``'AdamLR'``).  Base classes skip this, to leave
+    tf-keras's ``'Adam'`` alone.
+    """
+    keras.utils.register_keras_serializable(package='gau_keras')(cls)
+    if plain_name:
+        keras.utils.get_custom_objects()[cls.__name__] = cls
+    return cls
+
+
+# --------------------------------------------------------------------------
+# Learning-rate schedules
+# --------------------------------------------------------------------------
 
 def check_schedule(schedule):
     """Validated, sorted ``[(step, multiplier), ...]`` of a bert4keras schedule.
@@ -64,29 +101,60 @@ def piecewise_linear(step, schedule):
     return x
 
 
-@keras.utils.register_keras_serializable(package='gau_keras')
-class PiecewiseLinearSchedule(keras.optimizers.schedules.LearningRateSchedule):
-    """lr(step) = learning_rate × piecewise_linear(step, schedule).
+@register
+class PiecewiseLinearSchedule(Schedule):
+    """lr(step) = learning_rate(step) × piecewise_linear(step, schedule).
 
-    ``step`` is the optimizer's ``iterations`` before the update, so the first
-    update uses step 0, as bert4keras's ``extend_with_piecewise_linear_lr``.
-
-    Example::
+    ``learning_rate`` is a number or another schedule.  ``step`` is the
+    optimizer's ``iterations`` before the update, so the first update uses
+    step 0, as bert4keras's ``extend_with_piecewise_linear_lr``.  Example::
 
         lr = PiecewiseLinearSchedule(1e-4, {1000: 1, 5000: 0.1})
         opt = tf.keras.optimizers.Adam(lr)
     """
 
     def __init__(self, learning_rate, schedule):
-        self.learning_rate = float(learning_rate)
+        if isinstance(learning_rate, dict):
+            learning_rate = keras.optimizers.schedules.deserialize(
+                learning_rate)
+        if not isinstance(learning_rate, Schedule):
+            learning_rate = float(learning_rate)
+        self.learning_rate = learning_rate
         self.schedule = dict(check_schedule(schedule))
 
     def __call__(self, step):
-        return self.learning_rate * piecewise_linear(step, self.schedule)
+        lr = self.learning_rate
+        if isinstance(lr, Schedule):
+            lr = tf.cast(lr(step), tf.float32)
+        return lr * piecewise_linear(step, self.schedule)
 
     def get_config(self):
-        return {'learning_rate': self.learning_rate,
+        lr = self.learning_rate
+        if isinstance(lr, Schedule):
+            lr = keras.optimizers.schedules.serialize(lr)
+        return {'learning_rate': lr,
                 'schedule': {str(k): v for k, v in self.schedule.items()}}
+
+
+@register
+class RelativeStepSchedule(Schedule):
+    """AdaFactor's learning rate when ``learning_rate=None``.
+
+    lr(step) = scale · min(1/√(step + 1), 0.01); bert4keras uses scale 1 with
+    ``multiply_by_parameter_scale`` and 0.05 without.  Example::
+
+        RelativeStepSchedule()(99)   # -> 0.01
+    """
+
+    def __init__(self, scale=1.0):
+        self.scale = float(scale)
+
+    def __call__(self, step):
+        t = tf.cast(step, tf.float32) + 1.0
+        return self.scale * tf.minimum(tf.math.rsqrt(t), 0.01)
+
+    def get_config(self):
+        return {'scale': self.scale}
 
 
 def _scheduled(learning_rate, lr_schedule):
@@ -98,17 +166,489 @@ def _scheduled(learning_rate, lr_schedule):
     return PiecewiseLinearSchedule(learning_rate, lr_schedule)
 
 
-def _matches(variable, patterns):
-    import re
-    return any(re.search(p, variable.name) for p in patterns)
+# --------------------------------------------------------------------------
+# Formulas and helpers
+# --------------------------------------------------------------------------
+
+def string_matching(name, patterns):
+    """True if any regex of ``patterns`` is found in ``name`` (bert4keras)."""
+    return any(re.search(p, name) for p in patterns)
+
+
+def _patterns(value, what):
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    try:
+        return [str(p) for p in value]
+    except TypeError:
+        raise ValueError('%s must be a list of name patterns, got %r'
+                         % (what, value)) from None
+
+
+def root_mean_square(x):
+    """rms(x) = √(mean(x²)) over all elements."""
+    return tf.sqrt(tf.reduce_mean(tf.square(x)))
+
+
+def _dense(gradient, dtype):
+    if isinstance(gradient, tf.IndexedSlices):
+        gradient = tf.convert_to_tensor(gradient)
+    return tf.cast(gradient, dtype)
+
+
+def decoupled_weight_decay(old, new, lr, rate):
+    """new' = new − lr·rate·old (decay of the value before the update)."""
+    return new - lr * rate * old
+
+
+def trust_ratio(old, new, lr):
+    """LAMB: r = ‖w‖ / ‖(new − w)/max(lr, ε)‖, or 1 if a norm is 0.
+
+    The rescaled update is w + r·(new − w) (You et al., 2019).
+    """
+    lr = tf.maximum(lr, keras.backend.epsilon())
+    w_norm, u_norm = tf.norm(old), tf.norm((new - old) / lr)
+    return tf.where((w_norm > 0) & (u_norm > 0),
+                    w_norm / tf.maximum(u_norm, 1e-30), tf.ones_like(w_norm))
+
+
+def adam_step(m, v, t, beta_1, beta_2, epsilon, bias_correction=True):
+    """bert4keras's Adam direction (the update is −lr times it).
+
+    With bias correction m̂ = m/(1−β1ᵗ), v̂ = v/(1−β2ᵗ), else m̂ = m, v̂ = v;
+    direction = m̂ / (√v̂ + ε).
+    """
+    if bias_correction:
+        m = m / (1.0 - tf.pow(beta_1, t))
+        v = v / (1.0 - tf.pow(beta_2, t))
+    return m / (tf.sqrt(v) + epsilon)
+
+
+def factored_shape(shape, min_dim_size_to_factor):
+    """AdaFactor: ``(shape1, axis1, shape2, axis2)`` or None (not factored).
+
+    axis1 is the largest dimension, axis2 the second largest (numpy's
+    ``argpartition``, as bert4keras); not factored below rank 2 or when the
+    second largest is < ``min_dim_size_to_factor``.
+    """
+    if len(shape) < 2:
+        return None
+    shape = np.array(shape)
+    indices = shape.argpartition(-2)
+    if shape[indices[-2]] < min_dim_size_to_factor:
+        return None
+    shape1, shape2 = np.array(shape), np.array(shape)
+    shape1[indices[-1]] = 1
+    shape2[indices[-2]] = 1
+    return shape1, int(indices[-1]), shape2, int(indices[-2])
+
+
+def _update_then(parent, gradient, variable, transform):
+    """Base update of ``variable``, then ``variable ← transform(old, new)``.
+
+    ``parent`` is ``super()`` of the calling extension, so extensions compose
+    like bert4keras's ``K.update`` hooks: the inner one rewrites first.
+    """
+    if getattr(variable, '_unique_id', None) is None:
+        return None
+    old = tf.identity(variable)
+    parent._update_step(gradient, variable)
+    variable.assign(transform(old, tf.identity(variable)))
+    return None
+
+
+def _extension(make):
+    """Decorator: ``extend_with_X(BaseOptimizer, name=None)`` as bert4keras.
+
+    The new class is named ``name`` (default ``X + base name``) and
+    registered in Keras's custom objects under that name.
+    """
+    def extend(BaseOptimizer, name=None):
+        if not (isinstance(BaseOptimizer, type) and
+                issubclass(BaseOptimizer, keras.optimizers.Optimizer)):
+            raise TypeError('%s needs a tf.keras optimizer class, got %r'
+                            % (make.__name__, BaseOptimizer))
+        cls = make(BaseOptimizer)
+        cls.__name__ = cls.__qualname__ = name or (
+            cls.__name__ + BaseOptimizer.__name__)
+        return register(cls, plain_name=True)
+    extend.__name__, extend.__doc__ = make.__name__, make.__doc__
+    return extend
+
+
+#: bert4keras's decorator name (registers the class made by an extension).
+export_to_custom_objects = _extension
+
+
+# --------------------------------------------------------------------------
+# Base optimizers: Adam, AdaFactor, Lion
+# --------------------------------------------------------------------------
+
+class _SlotOptimizer(keras.optimizers.Optimizer):
+    """New-style tf-keras optimizer with named per-variable slots."""
+
+    def __init__(self, name, **kwargs):
+        kwargs.setdefault('weight_decay', None)
+        super().__init__(name=name, **kwargs)
+        self._slots = self._no_dependency({})
+
+    def _slot_names(self, variable):
+        """``{slot name: shape or None (= variable's shape)}``."""
+        raise NotImplementedError
+
+    def build(self, var_list):
+        super().build(var_list)
+        if getattr(self, '_built', False):
+            return
+        self._built = True
+        for var in var_list:
+            index = self._index_dict[self._var_key(var)]
+            for slot, shape in self._slot_names(var).items():
+                self._slots[slot, index] = self.add_variable_from_reference(
+                    var, slot, shape=shape)
+
+    def slot(self, variable, name):
+        """The optimizer variable ``name`` ('m', 'v', ...) of ``variable``."""
+        return self._slots[name, self._index_dict[self._var_key(variable)]]
+
+    def _lr(self, dtype):
+        return tf.cast(self.learning_rate, dtype)
+
+    def _step(self, dtype):
+        return tf.cast(self.iterations + 1, dtype)
+
+    def _lr_config(self):
+        return self._serialize_hyperparameter(self._learning_rate)
+
+
+@register
+class Adam(_SlotOptimizer):
+    """bert4keras's Adam (``bias_correction`` may be turned off).
+
+    Update (t = iterations + 1)::
+
+        m ← β1·m + (1−β1)·g ;  v ← β2·v + (1−β2)·g²
+        w ← w − lr · m̂ / (√v̂ + ε)     (m̂, v̂ bias-corrected or not)
+
+    Note ε is added to √v̂, not to √v as in tf-keras's Adam.  Example::
+
+        opt = Adam(1e-4, bias_correction=False)
+    """
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999,
+                 epsilon=1e-6, bias_correction=True, **kwargs):
+        super().__init__(kwargs.pop('name', None) or 'Adam', **kwargs)
+        self._learning_rate = self._build_learning_rate(learning_rate)
+        self.beta_1, self.beta_2 = float(beta_1), float(beta_2)
+        self.epsilon = float(epsilon or keras.backend.epsilon())
+        self.bias_correction = bool(bias_correction)
+
+    def _slot_names(self, variable):
+        return {'m': None, 'v': None}
+
+    def update_step(self, gradient, variable):
+        dtype = variable.dtype
+        g = _dense(gradient, dtype)
+        m, v = self.slot(variable, 'm'), self.slot(variable, 'v')
+        m.assign(self.beta_1 * m + (1 - self.beta_1) * g)
+        v.assign(self.beta_2 * v + (1 - self.beta_2) * tf.square(g))
+        step = adam_step(m, v, self._step(dtype), self.beta_1, self.beta_2,
+                         self.epsilon, self.bias_correction)
+        variable.assign_sub(self._lr(dtype) * step)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(learning_rate=self._lr_config(), beta_1=self.beta_1,
+                      beta_2=self.beta_2, epsilon=self.epsilon,
+                      bias_correction=self.bias_correction)
+        return config
+
+
+@register
+class Lion(_SlotOptimizer):
+    """Lion (Chen et al., 2023), as bert4keras's ``Lion``.
+
+    Update::
+
+        w ← w − lr · sign(β1·m + (1−β1)·g) ;  m ← β2·m + (1−β2)·g
+
+    Example::
+
+        opt = Lion(3e-4)
+    """
+
+    def __init__(self, learning_rate=3e-4, beta_1=0.95, beta_2=0.98,
+                 **kwargs):
+        super().__init__(kwargs.pop('name', None) or 'Lion', **kwargs)
+        self._learning_rate = self._build_learning_rate(learning_rate)
+        self.beta_1, self.beta_2 = float(beta_1), float(beta_2)
+
+    def _slot_names(self, variable):
+        return {'m': None}
+
+    def update_step(self, gradient, variable):
+        g = _dense(gradient, variable.dtype)
+        m = self.slot(variable, 'm')
+        u = tf.sign(self.beta_1 * m + (1 - self.beta_1) * g)
+        variable.assign_sub(self._lr(variable.dtype) * u)
+        m.assign(self.beta_2 * m + (1 - self.beta_2) * g)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(learning_rate=self._lr_config(), beta_1=self.beta_1,
+                      beta_2=self.beta_2)
+        return config
+
+
+@register
+class AdaFactor(_SlotOptimizer):
+    """AdaFactor (Shazeer & Stern, 2018) as bert4keras defines it.
+
+    With t = iterations + 1, β2 = ``beta2`` or 1 − t^−0.8, and
+    g² = g² + ε1::
+
+        v ← β2·v + (1−β2)·g²           (or factored: row/col means vr, vc,
+                                        v = vr·vc / mean(vr))
+        u = g / √(v + ε1) ;  u ← u / max(1, rms(u)/clipping_threshold)
+        u ← m ← β1·m + (1−β1)·u        (only if β1 > 0)
+        u ← u · max(rms(w), ε2)        (multiply_by_parameter_scale, unless
+                                        the name matches an exclusion)
+        w ← w − lr·u
+
+    ``learning_rate=None`` gives lr = min(1/√t, 0.01) (× 0.05 without
+    parameter scale).  bert4keras's ``AdaFactorV1`` (Keras) and
+    ``AdaFactorV2`` (tf.keras) are the same update; both names are this
+    class.  Example::
+
+        opt = AdaFactor(5e-4, beta1=0.9, min_dim_size_to_factor=10**6)
+    """
+
+    def __init__(self, learning_rate=1e-3, beta1=0.0, beta2=None,
+                 epsilon1=1e-30, epsilon2=1e-3,
+                 multiply_by_parameter_scale=True, clipping_threshold=1.0,
+                 min_dim_size_to_factor=128, exclude_from_parameter_scale=None,
+                 **kwargs):
+        super().__init__(kwargs.pop('name', None) or 'AdaFactor', **kwargs)
+        self.relative_step = learning_rate is None
+        if self.relative_step:
+            learning_rate = RelativeStepSchedule(
+                1.0 if multiply_by_parameter_scale else 0.05)
+        self._learning_rate = self._build_learning_rate(learning_rate)
+        self.beta1 = float(beta1)
+        self._beta2 = None if beta2 is None else float(beta2)
+        self.epsilon1, self.epsilon2 = float(epsilon1), float(epsilon2)
+        self.multiply_by_parameter_scale = bool(multiply_by_parameter_scale)
+        self.clipping_threshold = clipping_threshold
+        self.min_dim_size_to_factor = int(min_dim_size_to_factor)
+        self.exclude_from_parameter_scale = _patterns(
+            exclude_from_parameter_scale, 'exclude_from_parameter_scale')
+
+    def beta2(self, dtype=tf.float32):
+        """β2 of this update: ``beta2`` or 1 − t^−0.8 (t = iterations + 1)."""
+        if self._beta2 is not None:
+            return tf.constant(self._beta2, dtype)
+        return 1.0 - tf.pow(self._step(dtype), -0.8)
+
+    def factored_shape(self, shape):
+        return factored_shape(shape, self.min_dim_size_to_factor)
+
+    def _slot_names(self, variable):
+        slots = {'m': None} if self.beta1 > 0 else {}
+        factored = self.factored_shape(variable.shape.as_list())
+        if factored is None:
+            slots['v'] = None
+        else:
+            slots['vr'] = tuple(int(n) for n in factored[0])
+            slots['vc'] = tuple(int(n) for n in factored[2])
+        return slots
+
+    def _do_parameter_scale(self, variable):
+        return self.multiply_by_parameter_scale and not string_matching(
+            variable.name, self.exclude_from_parameter_scale)
+
+    def _second_moment(self, g2, variable, beta2):
+        factored = self.factored_shape(variable.shape.as_list())
+        if factored is None:
+            v = self.slot(variable, 'v')
+            v.assign(beta2 * v + (1.0 - beta2) * g2)
+            return v.read_value()
+        _, axis1, _, axis2 = factored
+        vr, vc = self.slot(variable, 'vr'), self.slot(variable, 'vc')
+        vr.assign(beta2 * vr + (1.0 - beta2) *
+                  tf.reduce_mean(g2, axis=axis1, keepdims=True))
+        vc.assign(beta2 * vc + (1.0 - beta2) *
+                  tf.reduce_mean(g2, axis=axis2, keepdims=True))
+        return vr * vc / tf.reduce_mean(vr, axis=axis2, keepdims=True)
+
+    def update_step(self, gradient, variable):
+        dtype = variable.dtype
+        g = _dense(gradient, dtype)
+        v = self._second_moment(tf.square(g) + self.epsilon1, variable,
+                                self.beta2(dtype))
+        u = g / tf.sqrt(v + self.epsilon1)
+        if self.clipping_threshold is not None:
+            u = u / tf.maximum(
+                1.0, root_mean_square(u) / self.clipping_threshold)
+        if self.beta1 > 0.0:
+            m = self.slot(variable, 'm')
+            m.assign(self.beta1 * m + (1.0 - self.beta1) * u)
+            u = m.read_value()
+        if self._do_parameter_scale(variable):
+            u = u * tf.maximum(root_mean_square(variable), self.epsilon2)
+        variable.assign_sub(self._lr(dtype) * u)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            learning_rate=None if self.relative_step else self._lr_config(),
+            beta1=self.beta1, beta2=self._beta2, epsilon1=self.epsilon1,
+            epsilon2=self.epsilon2,
+            multiply_by_parameter_scale=self.multiply_by_parameter_scale,
+            clipping_threshold=self.clipping_threshold,
+            min_dim_size_to_factor=self.min_dim_size_to_factor,
+            exclude_from_parameter_scale=self.exclude_from_parameter_scale)
+        return config
+
+
+# bert4keras's other names for the same classes.
+AdaFactorBase = AdaFactorV1 = AdaFactorV2 = AdaFactor
+LionV2 = Lion
+
+
+# --------------------------------------------------------------------------
+# Extensions (bert4keras's extend_with_*)
+# --------------------------------------------------------------------------
+
+@_extension
+def extend_with_weight_decay(BaseOptimizer):
+    """New class with decoupled weight decay (bert4keras).
+
+    After the base update, w_new ← w_new − lr·weight_decay_rate·w_old for
+    every variable whose name matches none of ``exclude_from_weight_decay``
+    (regexes; biases are decayed unless excluded).  Arguments
+    ``weight_decay_rate=0.01``, ``exclude_from_weight_decay=[]``.
+    Example::
+
+        AdamWD = extend_with_weight_decay(Adam, name='AdamWD')
+        opt = AdamWD(1e-3, weight_decay_rate=0.01,
+                     exclude_from_weight_decay=['Norm', 'bias'])
+    """
+
+    class WeightDecay(BaseOptimizer):
+        def __init__(self, *args, weight_decay_rate=0.01,
+                     exclude_from_weight_decay=(), **kwargs):
+            super().__init__(*args, **kwargs)
+            self.weight_decay_rate = float(weight_decay_rate)
+            self.weight_decay_exclusions = _patterns(
+                exclude_from_weight_decay, 'exclude_from_weight_decay')
+
+        def _do_weight_decay(self, variable):
+            return self.weight_decay_rate != 0 and not string_matching(
+                variable.name, self.weight_decay_exclusions)
+
+        def _update_step(self, gradient, variable):
+            if not self._do_weight_decay(variable):
+                return super()._update_step(gradient, variable)
+            lr = tf.cast(self.learning_rate, variable.dtype)
+            return _update_then(
+                super(), gradient, variable,
+                lambda old, new: decoupled_weight_decay(
+                    old, new, lr, self.weight_decay_rate))
+
+        def get_config(self):
+            config = super().get_config()
+            config.update(weight_decay_rate=self.weight_decay_rate,
+                          exclude_from_weight_decay=list(
+                              self.weight_decay_exclusions))
+            return config
+
+    return WeightDecay
+
+
+@_extension
+def extend_with_layer_adaptation(BaseOptimizer):
+    """New class with LAMB's layer adaptation (bert4keras).
+
+    The base's update new − w of each variable is rescaled by
+    ``trust_ratio`` ‖w‖ / ‖(new − w)/lr‖, except for names matching
+    ``exclude_from_layer_adaptation`` (default ``[]``).  Example::
+
+        LAMB = extend_with_layer_adaptation(
+            extend_with_weight_decay(Adam), name='LAMB')
+    """
+
+    class LayerAdaptation(BaseOptimizer):
+        def __init__(self, *args, exclude_from_layer_adaptation=(),
+                     **kwargs):
+            super().__init__(*args, **kwargs)
+            self.layer_adaptation_exclusions = _patterns(
+                exclude_from_layer_adaptation, 'exclude_from_layer_adaptation')
+
+        def _do_layer_adaptation(self, variable):
+            return not string_matching(variable.name,
+                                       self.layer_adaptation_exclusions)
+
+        def _update_step(self, gradient, variable):
+            if not self._do_layer_adaptation(variable):
+                return super()._update_step(gradient, variable)
+            lr = tf.cast(self.learning_rate, variable.dtype)
+
+            def adapt(old, new):
+                return old + (new - old) * trust_ratio(old, new, lr)
+            return _update_then(super(), gradient, variable, adapt)
+
+        def get_config(self):
+            config = super().get_config()
+            config['exclude_from_layer_adaptation'] = list(
+                self.layer_adaptation_exclusions)
+            return config
+
+    return LayerAdaptation
+
+
+@_extension
+def extend_with_piecewise_linear_lr(BaseOptimizer):
+    """New class whose learning rate follows ``lr_schedule`` (bert4keras).
+
+    ``lr_schedule={1000: 1, 2000: 0.1}``: the learning rate rises linearly
+    from 0 to 100 % over updates 0…1000, falls to 10 % at 2000, then stays
+    (default ``{0: 1}``: constant).  The base's learning rate (a number, a
+    schedule, or AdaFactor's ``None``) is wrapped in a
+    ``PiecewiseLinearSchedule``.  Example::
+
+        AdamLR = extend_with_piecewise_linear_lr(Adam, name='AdamLR')
+        opt = AdamLR(1e-4, lr_schedule={1000: 1, 10000: 0.1})
+    """
+
+    class PiecewiseLinearLR(BaseOptimizer):
+        def __init__(self, *args, lr_schedule=None, **kwargs):
+            super().__init__(*args, **kwargs)
+            schedule = {0: 1} if lr_schedule is None else lr_schedule
+            self.lr_schedule = dict(check_schedule(schedule))
+            self._base_lr_config = super().get_config().get('learning_rate')
+            base = self._learning_rate
+            if not isinstance(base, Schedule):
+                base = float(base.numpy())
+            self._learning_rate = self._build_learning_rate(
+                PiecewiseLinearSchedule(base, self.lr_schedule))
+
+        def get_config(self):
+            config = super().get_config()
+            config['learning_rate'] = self._base_lr_config
+            config['lr_schedule'] = {str(k): v
+                                     for k, v in self.lr_schedule.items()}
+            return config
+
+    return PiecewiseLinearLR
 
 
 class _DecayInUpdate:
-    """Decoupled weight decay applied inside each variable's update.
+    """tf-keras's own ``weight_decay`` moved into each variable's update.
 
-    w ← w − lr·wd·w, then the base update (tf-keras applies it in a separate
-    pass; per variable it also runs under gradient accumulation and inside
-    the per-replica update of a strategy).
+    tf-keras decays in ``apply_gradients``, once per call; under gradient
+    accumulation it must happen once per real update.
     """
 
     def _apply_weight_decay(self, variables):
@@ -120,100 +660,14 @@ class _DecayInUpdate:
         wd = getattr(self, 'weight_decay', None)
         if wd and self._use_weight_decay(variable):
             lr = tf.cast(self.learning_rate, variable.dtype)
-            variable.assign_sub(variable * tf.cast(wd, variable.dtype) * lr)
+            return _update_then(
+                super(), gradient, variable,
+                lambda old, new: decoupled_weight_decay(
+                    old, new, lr, tf.cast(wd, variable.dtype)))
         return super()._update_step(gradient, variable)
 
 
-@keras.utils.register_keras_serializable(package='gau_keras')
-class AdamW(_DecayInUpdate, keras.optimizers.AdamW):
-    """tf-keras AdamW whose decay skips biases, norms and named variables.
-
-    Variables of rank ≤ 1 (biases, LayerNorm/ScaleOffset gains) are never
-    decayed; neither is any variable whose name matches (``re.search``) one of
-    ``exclude_from_weight_decay``.  ``lr_schedule`` as bert4keras.
-
-    Update (t = iterations + 1, on every variable)::
-
-        w ← w − lr·wd·w                       (unless excluded)
-        m ← β1·m + (1−β1)·g ;  v ← β2·v + (1−β2)·g²
-        w ← w − lr·√(1−β2ᵗ)/(1−β1ᵗ) · m / (√v + ε)
-
-    Example::
-
-        opt = AdamW(1e-4, weight_decay=0.01, lr_schedule={1000: 1})
-    """
-
-    def __init__(self, learning_rate=1e-3, weight_decay=0.01,
-                 exclude_from_weight_decay=('Norm', 'bias'),
-                 lr_schedule=None, **kwargs):
-        super().__init__(_scheduled(learning_rate, lr_schedule),
-                         weight_decay=weight_decay, **kwargs)
-        if isinstance(exclude_from_weight_decay, str):
-            exclude_from_weight_decay = [exclude_from_weight_decay]
-        self.exclude_names = list(exclude_from_weight_decay or [])
-        self.exclude_from_weight_decay(var_names=self.exclude_names)
-
-    def _use_weight_decay(self, variable):
-        if variable.shape.rank is not None and variable.shape.rank <= 1:
-            return False
-        return not _matches(variable, self.exclude_names)
-
-    def get_config(self):
-        config = super().get_config()
-        config['exclude_from_weight_decay'] = self.exclude_names
-        return config
-
-
-def extend_with_layer_adaptation(BaseOptimizer):
-    """New class: each update u of a matrix is rescaled to lr·‖w‖/‖u/lr‖·u/lr.
-
-    This is LAMB's trust ratio (You et al., 2019) applied to whatever the base
-    computes (for AdamW: Adam direction + weight decay).  The ratio is 1 when
-    ‖w‖ or ‖u‖ is 0; rank ≤ 1 variables and names matching
-    ``exclude_from_layer_adaptation`` are not adapted (default: the weight
-    decay exclusions).  Example::
-
-        LAMB = extend_with_layer_adaptation(AdamW)
-        opt = LAMB(1e-3, weight_decay=0.01)
-    """
-
-    class LayerAdaptation(BaseOptimizer):
-        def __init__(self, *args, exclude_from_layer_adaptation=None,
-                     **kwargs):
-            super().__init__(*args, **kwargs)
-            names = exclude_from_layer_adaptation
-            if names is None:
-                names = getattr(self, 'exclude_names', [])
-            self.exclude_adaptation = [names] if isinstance(names, str) \
-                else list(names)
-
-        def _adapt(self, variable):
-            rank = variable.shape.rank
-            return (rank is None or rank > 1) and not _matches(
-                variable, self.exclude_adaptation)
-
-        def _update_step(self, gradient, variable):
-            if not self._adapt(variable):
-                return super()._update_step(gradient, variable)
-            old = tf.identity(variable)
-            super()._update_step(gradient, variable)
-            lr = tf.maximum(tf.cast(self.learning_rate, variable.dtype), 1e-10)
-            update = variable - old
-            w_norm, u_norm = tf.norm(old), tf.norm(update / lr)
-            ratio = tf.where((w_norm > 0) & (u_norm > 0),
-                             w_norm / tf.maximum(u_norm, 1e-30), 1.0)
-            variable.assign(old + update * ratio)
-            return None
-
-        def get_config(self):
-            config = super().get_config()
-            config['exclude_from_layer_adaptation'] = self.exclude_adaptation
-            return config
-
-    LayerAdaptation.__name__ = 'LayerAdaptation' + BaseOptimizer.__name__
-    return LayerAdaptation
-
-
+@_extension
 def extend_with_gradient_accumulation(BaseOptimizer):
     """New class: gradients of ``grad_accum_steps`` calls make one update.
 
@@ -221,12 +675,14 @@ def extend_with_gradient_accumulation(BaseOptimizer):
     k-th call applies their mean and clears them.  With a mean loss this is
     one step on a k-times larger batch.  ``iterations`` (and so bias
     correction and the learning-rate schedule) counts real updates; the
-    ``micro_steps`` variable counts calls.  Under fp16 a call with overflowing
-    gradients is skipped by ``LossScaleOptimizer`` (which then adds 1 to
-    ``iterations``, as tf-keras does for any optimizer).  Example::
+    ``micro_steps`` variable counts calls.  Accumulators and ``micro_steps``
+    are optimizer variables (saved by ``tf.train.Checkpoint``).  Under fp16
+    a call with overflowing gradients is skipped by ``LossScaleOptimizer``
+    (which then adds 1 to ``iterations``, as tf-keras does for any
+    optimizer).  Example::
 
-        AdamWAcc = extend_with_gradient_accumulation(AdamW)
-        opt = AdamWAcc(1e-4, grad_accum_steps=8)
+        AdamAcc = extend_with_gradient_accumulation(Adam, name='AdamAcc')
+        opt = AdamAcc(1e-4, grad_accum_steps=8)
     """
     bases = (BaseOptimizer,) if issubclass(BaseOptimizer, _DecayInUpdate) \
         else (_DecayInUpdate, BaseOptimizer)
@@ -265,7 +721,7 @@ def extend_with_gradient_accumulation(BaseOptimizer):
 
         def _accumulate_one(self, var, grad, apply):
             acc = self._accumulators[self._index_dict[self._var_key(var)]]
-            total = acc + tf.cast(grad, acc.dtype)
+            total = acc + _dense(grad, acc.dtype)
 
             def apply_fn():
                 self._update_step(total / self.grad_accum_steps, var)
@@ -281,27 +737,351 @@ def extend_with_gradient_accumulation(BaseOptimizer):
             config['grad_accum_steps'] = self.grad_accum_steps
             return config
 
-    GradientAccumulation.__name__ = ('GradientAccumulation'
-                                     + BaseOptimizer.__name__)
     return GradientAccumulation
 
 
-#: AdamW with LAMB's layer adaptation.
-LAMB = extend_with_layer_adaptation(AdamW)
-LAMB.__name__ = 'LAMB'
-keras.utils.register_keras_serializable(package='gau_keras')(LAMB)
+@_extension
+def extend_with_lookahead(BaseOptimizer):
+    """New class with Lookahead (Zhang et al., 2019).
 
-OPTIMIZERS = {'adam': AdamW, 'adamw': AdamW, 'lamb': LAMB}
+    Slow weights φ start at the weights before the first update; after every
+    ``steps_per_slow_update`` (k) updates φ ← φ + α(w − φ) and w ← φ
+    (α = ``slow_step_size``).  Defaults k=5, α=0.5.  Example::
+
+        AdamLA = extend_with_lookahead(Adam, name='AdamLA')
+        opt = AdamLA(1e-3, steps_per_slow_update=5, slow_step_size=0.5)
+    """
+
+    class Lookahead(BaseOptimizer):
+        def __init__(self, *args, steps_per_slow_update=5, slow_step_size=0.5,
+                     **kwargs):
+            super().__init__(*args, **kwargs)
+            if not isinstance(steps_per_slow_update, int) or \
+                    steps_per_slow_update < 1:
+                raise ValueError('steps_per_slow_update must be an integer '
+                                 '>= 1, got %r' % (steps_per_slow_update,))
+            self.steps_per_slow_update = steps_per_slow_update
+            self.slow_step_size = float(slow_step_size)
+
+        def build(self, var_list):
+            super().build(var_list)
+            if getattr(self, '_slow_vars', None) is not None:
+                return
+            self._slow_vars = [self.add_variable_from_reference(v, 'slow_var')
+                               for v in var_list]
+
+        def _update_step(self, gradient, variable):
+            if getattr(variable, '_unique_id', None) is None:
+                return None
+            slow = self._slow_vars[self._index_dict[self._var_key(variable)]]
+            k, alpha = self.steps_per_slow_update, self.slow_step_size
+            first = tf.equal(self.iterations, 0)
+            sync = tf.equal((self.iterations + 1) % k, 0)
+
+            def look_ahead(old, new):
+                phi = tf.where(first, old, slow)
+                phi_new = phi + alpha * (new - phi)
+                slow.assign(tf.where(sync, phi_new, phi))
+                return tf.where(sync, phi_new, new)
+            return _update_then(super(), gradient, variable, look_ahead)
+
+        def get_config(self):
+            config = super().get_config()
+            config.update(steps_per_slow_update=self.steps_per_slow_update,
+                          slow_step_size=self.slow_step_size)
+            return config
+
+    return Lookahead
+
+
+@_extension
+def extend_with_lazy_optimization(BaseOptimizer):
+    """New class: matching variables change only in rows with a gradient.
+
+    For names matching ``include_in_lazy_optimization`` (regexes, e.g.
+    ``['Embedding']``), a row (last axis) whose gradient is all zero keeps
+    its value, as bert4keras (optimizer slots still move).  Example::
+
+        AdamLazy = extend_with_lazy_optimization(Adam, name='AdamLazy')
+        opt = AdamLazy(1e-3, include_in_lazy_optimization=['Embedding'])
+    """
+
+    class LazyOptimization(BaseOptimizer):
+        def __init__(self, *args, include_in_lazy_optimization=(), **kwargs):
+            super().__init__(*args, **kwargs)
+            self.include_in_lazy_optimization = _patterns(
+                include_in_lazy_optimization, 'include_in_lazy_optimization')
+
+        def _do_lazy_optimization(self, variable):
+            return (variable.shape.rank or 0) >= 1 and string_matching(
+                variable.name, self.include_in_lazy_optimization)
+
+        def _update_step(self, gradient, variable):
+            if not self._do_lazy_optimization(variable):
+                return super()._update_step(gradient, variable)
+            g = _dense(gradient, variable.dtype)
+            rows = tf.cast(tf.reduce_any(tf.not_equal(g, 0.0), axis=-1,
+                                         keepdims=True), variable.dtype)
+            return _update_then(super(), gradient, variable,
+                                lambda old, new: old + (new - old) * rows)
+
+        def get_config(self):
+            config = super().get_config()
+            config['include_in_lazy_optimization'] = list(
+                self.include_in_lazy_optimization)
+            return config
+
+    return LazyOptimization
+
+
+@_extension
+def extend_with_exponential_moving_average(BaseOptimizer):
+    """New class keeping an EMA of the weights (bert4keras).
+
+    After each update ema ← μ·ema + (1−μ)·w (ema starts at 0,
+    μ = ``ema_momentum``, default 0.999).  ``apply_ema_weights()`` saves the
+    weights and loads the averages (divided by 1 − μ^iterations with
+    ``bias_correction``); ``reset_old_weights()`` puts the saved weights
+    back.  Example::
+
+        AdamEMA = extend_with_exponential_moving_average(Adam, name='AdamEMA')
+        opt = AdamEMA(1e-4, ema_momentum=0.999)
+        ... model.fit(...) ...
+        opt.apply_ema_weights(); model.evaluate(...); opt.reset_old_weights()
+    """
+
+    class ExponentialMovingAverage(BaseOptimizer):
+        def __init__(self, *args, ema_momentum=0.999, **kwargs):
+            super().__init__(*args, **kwargs)
+            if not 0.0 <= float(ema_momentum) <= 1.0:
+                raise ValueError('ema_momentum must be in [0, 1], got %r'
+                                 % (ema_momentum,))
+            self.ema_momentum = float(ema_momentum)
+            self.old_weights = None
+
+        def build(self, var_list):
+            super().build(var_list)
+            if getattr(self, 'ema_weights', None) is not None:
+                return
+            self.model_weights = self._no_dependency(list(var_list))
+            self.ema_weights = [self.add_variable_from_reference(v, 'ema')
+                                for v in var_list]
+
+        def _update_step(self, gradient, variable):
+            if getattr(variable, '_unique_id', None) is None:
+                return None
+            ema = self.ema_weights[self._index_dict[self._var_key(variable)]]
+            mu = self.ema_momentum
+
+            def average(old, new):
+                ema.assign(mu * ema + (1.0 - mu) * new)
+                return new
+            return _update_then(super(), gradient, variable, average)
+
+        def _require_built(self):
+            if getattr(self, 'ema_weights', None) is None:
+                raise RuntimeError('%s has no moving averages yet: train (or '
+                                   'optimizer.build(variables)) first'
+                                   % self.name)
+
+        def apply_ema_weights(self, bias_correction=True):
+            """Save the weights, then load their moving averages."""
+            self._require_built()
+            self.old_weights = self._no_dependency(
+                [w.numpy() for w in self.model_weights])
+            ema = [w.numpy() for w in self.ema_weights]
+            if bias_correction:
+                scale = 1.0 - np.power(self.ema_momentum,
+                                       int(self.iterations.numpy()))
+                ema = [w / scale for w in ema]
+            for w, value in zip(self.model_weights, ema):
+                w.assign(value)
+
+        def reset_old_weights(self):
+            """Load the weights saved by ``apply_ema_weights``."""
+            if self.old_weights is None:
+                raise RuntimeError('reset_old_weights: apply_ema_weights() '
+                                   'was not called')
+            for w, value in zip(self.model_weights, self.old_weights):
+                w.assign(value)
+
+        def get_config(self):
+            config = super().get_config()
+            config['ema_momentum'] = self.ema_momentum
+            return config
+
+    return ExponentialMovingAverage
+
+
+@_extension
+def extend_with_parameter_wise_lr(BaseOptimizer):
+    """New class with per-variable learning-rate multipliers (bert4keras).
+
+    ``paramwise_lr_schedule={'Embedding': 0.1, 'Transformer-0': 2}``: the
+    update of every variable whose name contains a key (plain substring) is
+    multiplied by its value (several matching keys multiply).  Example::
+
+        AdamPW = extend_with_parameter_wise_lr(Adam, name='AdamPW')
+        opt = AdamPW(1e-3, paramwise_lr_schedule={'Embedding': 0.1})
+    """
+
+    class ParameterWiseLR(BaseOptimizer):
+        def __init__(self, *args, paramwise_lr_schedule=None, **kwargs):
+            super().__init__(*args, **kwargs)
+            schedule = dict(paramwise_lr_schedule or {})
+            for key, value in schedule.items():
+                if not isinstance(key, str) or \
+                        not isinstance(value, (int, float)):
+                    raise ValueError('paramwise_lr_schedule must map name '
+                                     'substrings to numbers, got %r: %r'
+                                     % (key, value))
+            self.paramwise_lr_schedule = schedule
+
+        def _multiplier(self, variable):
+            mult = 1.0
+            for key, value in self.paramwise_lr_schedule.items():
+                if key in variable.name:
+                    mult *= value
+            return mult
+
+        def _update_step(self, gradient, variable):
+            mult = self._multiplier(variable)
+            if mult == 1:
+                return super()._update_step(gradient, variable)
+            return _update_then(super(), gradient, variable,
+                                lambda old, new: old + (new - old) * mult)
+
+        def get_config(self):
+            config = super().get_config()
+            config['paramwise_lr_schedule'] = dict(self.paramwise_lr_schedule)
+            return config
+
+    return ParameterWiseLR
+
+
+# bert4keras (tf.keras) exports the same functions under *_v2 names.
+extend_with_weight_decay_v2 = extend_with_weight_decay
+extend_with_layer_adaptation_v2 = extend_with_layer_adaptation
+extend_with_piecewise_linear_lr_v2 = extend_with_piecewise_linear_lr
+extend_with_gradient_accumulation_v2 = extend_with_gradient_accumulation
+extend_with_lookahead_v2 = extend_with_lookahead
+extend_with_lazy_optimization_v2 = extend_with_lazy_optimization
+extend_with_exponential_moving_average_v2 = \
+    extend_with_exponential_moving_average
+extend_with_parameter_wise_lr_v2 = extend_with_parameter_wise_lr
+
+
+# --------------------------------------------------------------------------
+# AdamW, LAMB, AdaFactorW and build_optimizer
+# --------------------------------------------------------------------------
+
+def _decoupled(BaseOptimizer, name):
+    """``BaseOptimizer`` + weight decay in the AdamW convention.
+
+    Arguments ``weight_decay`` (default 0.01), ``exclude_from_weight_decay``
+    (default ``('Norm', 'bias')``) and ``lr_schedule``; rank ≤ 1 variables
+    are never decayed.  The decay is ``extend_with_weight_decay``'s.
+    """
+    Decayed = extend_with_weight_decay(BaseOptimizer,
+                                       name='WeightDecay' + name)
+
+    class Decoupled(Decayed):
+        def __init__(self, learning_rate=1e-3, weight_decay=0.01,
+                     exclude_from_weight_decay=('Norm', 'bias'),
+                     lr_schedule=None, **kwargs):
+            kwargs.pop('weight_decay_rate', None)
+            super().__init__(_scheduled(learning_rate, lr_schedule),
+                             weight_decay_rate=weight_decay,
+                             exclude_from_weight_decay=exclude_from_weight_decay,
+                             **kwargs)
+
+        @property
+        def exclude_names(self):
+            return self.weight_decay_exclusions
+
+        def _do_weight_decay(self, variable):
+            rank = variable.shape.rank
+            return (rank is None or rank > 1) and super()._do_weight_decay(
+                variable)
+
+        def get_config(self):
+            config = super().get_config()
+            config['weight_decay'] = config.pop('weight_decay_rate')
+            return config
+
+    Decoupled.__name__ = Decoupled.__qualname__ = name
+    return register(Decoupled)
+
+
+#: bert4keras Adam + decoupled weight decay that skips biases and norms.
+#: ``AdamW(1e-4, weight_decay=0.01, lr_schedule={1000: 1})``.
+AdamW = _decoupled(Adam, 'AdamW')
+AdamW.__doc__ = """Adam + decoupled weight decay that skips biases and norms.
+
+    Variables of rank ≤ 1 (biases, LayerNorm/ScaleOffset gains) are never
+    decayed; neither is any variable whose name matches (``re.search``) one of
+    ``exclude_from_weight_decay``.  ``lr_schedule`` as bert4keras.
+
+    Update (t = iterations + 1, ε added to √v̂ as bert4keras)::
+
+        m ← β1·m + (1−β1)·g ;  v ← β2·v + (1−β2)·g²
+        w ← w − lr·(m̂/(√v̂ + ε) + wd·w)       (wd·w unless excluded)
+
+    Example::
+
+        opt = AdamW(1e-4, weight_decay=0.01, lr_schedule={1000: 1})
+    """
+
+#: AdaFactor + the same weight decay (``build_optimizer('adafactor')``).
+AdaFactorW = _decoupled(AdaFactor, 'AdaFactorW')
+
+
+def _with_vector_rule(BaseOptimizer, name):
+    """Layer adaptation that skips rank ≤ 1 variables and, by default, the
+    weight-decay exclusions."""
+    Adapted = extend_with_layer_adaptation(BaseOptimizer,
+                                           name='LayerAdaptation' + name)
+
+    class Lamb(Adapted):
+        def __init__(self, *args, exclude_from_layer_adaptation=None,
+                     **kwargs):
+            super().__init__(*args, exclude_from_layer_adaptation=(),
+                             **kwargs)
+            if exclude_from_layer_adaptation is None:
+                exclude_from_layer_adaptation = self.weight_decay_exclusions
+            self.layer_adaptation_exclusions = _patterns(
+                exclude_from_layer_adaptation, 'exclude_from_layer_adaptation')
+
+        def _do_layer_adaptation(self, variable):
+            rank = variable.shape.rank
+            return (rank is None or rank > 1) and \
+                super()._do_layer_adaptation(variable)
+
+    Lamb.__name__ = Lamb.__qualname__ = name
+    return register(Lamb)
+
+
+#: AdamW with LAMB's layer adaptation (You et al., 2019); GAU-α's release
+#: trains with ``LAMB(..., bias_correction=False)``.
+LAMB = _with_vector_rule(AdamW, 'LAMB')
+
+OPTIMIZERS = {'adam': AdamW, 'adamw': AdamW, 'lamb': LAMB,
+              'adafactor': AdaFactorW}
 
 
 def build_optimizer(name='adamw', learning_rate=1e-3, weight_decay=0.01,
                     lr_schedule=None, grad_accum_steps=1, **kwargs):
-    """One of 'adam' (= adamw with weight_decay 0), 'adamw', 'lamb'.
+    """One of 'adam' (= adamw with weight_decay 0), 'adamw', 'lamb',
+    'adafactor' (AdaFactor + the same decoupled weight decay; pass
+    ``weight_decay=0`` for plain bert4keras AdaFactor, ``beta1=0.9`` etc.
+    through ``kwargs``).
 
     ``grad_accum_steps`` > 1 adds gradient accumulation.  Create it inside
     ``strategy.scope()`` when training with a strategy.  Example::
 
         opt = build_optimizer('adamw', 2e-5, lr_schedule={100: 1, 1000: 0})
+        opt = build_optimizer('adafactor', 5e-4, weight_decay=0, beta1=0.9,
+                              grad_accum_steps=4)
     """
     key = str(name).lower()
     if key not in OPTIMIZERS:
@@ -311,7 +1091,8 @@ def build_optimizer(name='adamw', learning_rate=1e-3, weight_decay=0.01,
     if key == 'adam':
         weight_decay = 0.0
     if grad_accum_steps != 1:
-        cls = extend_with_gradient_accumulation(cls)
+        cls = extend_with_gradient_accumulation(
+            cls, name='GradientAccumulation' + cls.__name__)
         kwargs['grad_accum_steps'] = grad_accum_steps
     return cls(learning_rate, weight_decay=weight_decay,
                lr_schedule=lr_schedule, **kwargs)
