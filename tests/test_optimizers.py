@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from gau_keras import optimizers as gk
 
-B1, B2, EPS, LR, WD = 0.9, 0.999, 1e-7, 0.05, 0.1
+B1, B2, EPS, LR, WD = 0.9, 0.999, 1e-3, 0.05, 0.1
 SCHEDULE = {2: 1.0, 4: 0.5}
 
 
@@ -85,8 +85,9 @@ def decayed(name, w):
 def numpy_adamw(init, coef, steps, lamb=False):
     """AdamW (Loshchilov & Hutter) / LAMB (You et al.), in numpy.
 
-    lr_t = LR·schedule(t−1); d = √(1−β2ᵗ)/(1−β1ᵗ)·m/(√v+ε) + wd·w;
-    AdamW: w −= lr_t·d.  LAMB: w −= lr_t·(‖w‖/‖d‖)·d on adapted matrices.
+    lr_t = LR·schedule(t−1); d = m̂/(√v̂+ε) + wd·w (bert4keras: ε added to
+    the bias-corrected root); AdamW: w −= lr_t·d.  LAMB: w −= lr_t·(‖w‖/‖d‖)·d
+    on adapted matrices.
     """
     w = {k: v.astype('float64') for k, v in init.items()}
     m = {k: np.zeros_like(v) for k, v in w.items()}
@@ -97,8 +98,8 @@ def numpy_adamw(init, coef, steps, lamb=False):
             g = numpy_grad(k, w[k], coef)
             m[k] = B1 * m[k] + (1 - B1) * g
             v2[k] = B2 * v2[k] + (1 - B2) * g * g
-            d = np.sqrt(1 - B2 ** t) / (1 - B1 ** t) * m[k] / (
-                np.sqrt(v2[k]) + EPS)
+            d = m[k] / (1 - B1 ** t) / (
+                np.sqrt(v2[k] / (1 - B2 ** t)) + EPS)
             if decayed(k, w[k]):
                 d = d + WD * w[k]
             ratio = 1.0
@@ -201,7 +202,7 @@ def build(base, k=1):
     return cls(lr, momentum=0.9, weight_decay=0.05, grad_accum_steps=k)
 
 
-@pytest.mark.parametrize('base', ['adamw', 'lamb', 'sgd'])
+@pytest.mark.parametrize('base', ['adamw', 'lamb', 'adafactor', 'sgd'])
 @pytest.mark.parametrize('mode', ['plain', 'fp16_scaling', 'xla'])
 def test_accumulation_equals_big_batch(base, mode):
     x, y, w0 = regression_data()
@@ -223,6 +224,60 @@ def test_accumulation_equals_big_batch(base, mode):
     assert np.abs(small[0] - want[0]).max() > 1e-3
 
 
+def numpy_linear_grads(w, b, x, y):
+    """Gradient of mean((x·w + b − y)²) over all elements, by hand."""
+    r = x @ w + b - y
+    return 2 * x.T @ r / r.size, 2 * r.sum(0) / r.size
+
+
+def numpy_update(base, state, name, w, g, t, lr):
+    """One update of ``base`` in numpy, as gau_keras defines it.
+
+    sgd: tf-keras SGD (momentum 0.9) + decoupled decay of every variable;
+    adamw/lamb: bert4keras Adam + decay of matrices only (LAMB also rescales
+    matrices by the trust ratio).
+    """
+    if base == 'sgd':
+        m = state[name] = 0.9 * state.get(name, 0) - lr * g
+        return w + m - lr * 0.05 * w
+    m, v = state.get(name, (0, 0))
+    m, v = B1 * m + (1 - B1) * g, B2 * v + (1 - B2) * g * g
+    state[name] = (m, v)
+    d = m / (1 - B1 ** t) / (np.sqrt(v / (1 - B2 ** t)) + 1e-6)
+    if w.ndim > 1:
+        d = d + 0.05 * w
+        if base == 'lamb' and lr > 0:
+            d = d * np.linalg.norm(w) / np.linalg.norm(d)
+    return w - lr * d
+
+
+@pytest.mark.parametrize('base', ['sgd', 'adamw', 'lamb'])
+def test_accumulation_matches_numpy_on_the_mean_gradient(base):
+    """k micro-batches = one numpy update on the MEAN of their gradients.
+
+    SGD is not scale-invariant, so a sum instead of a mean (or a missing
+    1/k) cannot pass; the schedule and bias correction count updates.
+    """
+    x, y, w0 = regression_data()
+    k, updates = 4, 4
+    micro = [(x[i::k], y[i::k]) for _ in range(updates) for i in range(k)]
+    opt = build(base, k)
+    got = fit_linear(opt, micro, w0)
+    w = {'w': w0.astype('float64'), 'b': np.zeros(3)}
+    state = {}
+    lr0 = 0.02 if base == 'sgd' else 0.1
+    for t in range(updates):
+        grads = [numpy_linear_grads(w['w'], w['b'], xb, yb)
+                 for xb, yb in micro[t * k:(t + 1) * k]]
+        lr = lr0 * {0: 0.0, 1: 1.0, 2: 0.75}.get(t, 0.5)
+        for j, name in enumerate(['w', 'b']):
+            g = np.mean([gr[j] for gr in grads], axis=0)
+            w[name] = numpy_update(base, state, name, w[name], g, t + 1, lr)
+    np.testing.assert_allclose(got[0], w['w'], atol=2e-5)
+    np.testing.assert_allclose(got[1], w['b'], atol=2e-5)
+    assert int(opt.iterations) == updates
+
+
 @pytest.mark.parametrize('name', ['adamw', 'lamb'])
 def test_xla_and_loss_scaling_match_plain(name):
     init, coef = problem()
@@ -242,7 +297,7 @@ def test_bad_arguments_are_named():
         gk.AdamW(lambda: 0.1, lr_schedule={1: 1})
 
 
-@pytest.mark.parametrize('name', ['adamw', 'lamb'])
+@pytest.mark.parametrize('name', ['adamw', 'lamb', 'adafactor'])
 def test_keras_fit_with_fp16_xla_and_accumulation(name):
     """compile/fit path: fp16 (auto LossScaleOptimizer) + jit_compile."""
     gau_keras.set_precision('fp16')
