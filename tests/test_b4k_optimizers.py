@@ -614,7 +614,7 @@ def linear_model(seed=0):
     return tf.keras.Model(inputs, tf.keras.layers.Dense(3)(inputs))
 
 
-@pytest.mark.parametrize('precision', ['fp32', 'fp16'])
+@pytest.mark.parametrize('precision', ['fp32', 'fp16', 'bf16'])
 def test_compile_fit_with_composed_classes(precision):
     AdamLRG = gk.extend_with_piecewise_linear_lr(
         gk.extend_with_gradient_accumulation(
