@@ -25,10 +25,13 @@ Example (a script)::
 """
 import argparse
 import collections
+import hashlib
 import json
 import os
+import re
 import shutil
 
+import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
@@ -142,17 +145,47 @@ def add_training_args(parser):
                    help='tf.config.experimental.enable_op_determinism()')
     g.add_argument('--optimizer', default='adamw',
                    choices=sorted(gk_optimizers.OPTIMIZERS))
-    g.add_argument('--learning_rate', type=float, default=1e-4)
-    g.add_argument('--weight_decay', type=float, default=0.01)
+    g.add_argument('--learning_rate', type=_positive_float, default=1e-4)
+    g.add_argument('--weight_decay', type=_non_negative_float, default=0.01)
     g.add_argument('--lr_schedule', type=_json_schedule, default=None,
                    help='bert4keras schedule as JSON, e.g. \'{"1000": 1}\'')
-    g.add_argument('--grad_accum_steps', type=int, default=1)
-    g.add_argument('--batch_size', type=int, default=32,
+    g.add_argument('--grad_accum_steps', type=_positive_int, default=1)
+    g.add_argument('--batch_size', type=_positive_int, default=32,
                    help='GLOBAL batch size (all replicas together)')
-    g.add_argument('--steps', type=int, default=1000)
-    g.add_argument('--save_every', type=int, default=500)
+    g.add_argument('--steps', type=_positive_int, default=1000)
+    g.add_argument('--save_every', type=_positive_int, default=500)
     g.add_argument('--workdir', default='runs/default')
     return parser
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value <= 0:
+        raise argparse.ArgumentTypeError('%r is not a positive integer'
+                                         % (text,))
+    return value
+
+
+def _number(text, ok, what):
+    try:
+        value = float(text)
+    except ValueError:
+        value = float('nan')
+    if not (value == value and ok(value) and value != float('inf')):
+        raise argparse.ArgumentTypeError('%r is not a %s number'
+                                         % (text, what))
+    return value
+
+
+def _positive_float(text):
+    return _number(text, lambda v: v > 0, 'positive')
+
+
+def _non_negative_float(text):
+    return _number(text, lambda v: v >= 0, 'non-negative')
 
 
 def _json_schedule(text):
@@ -200,6 +233,13 @@ def setup_from_args(args):
 
 def optimizer_from_args(args):
     """``build_optimizer`` from the flags (call inside strategy.scope())."""
+    for name in ('learning_rate', 'weight_decay'):
+        value = getattr(args, name)
+        if not (value >= 0 and value != float('inf')) or (
+                name == 'learning_rate' and value == 0):
+            raise ValueError('%s must be a %s number, got %r' % (
+                name, 'positive' if name == 'learning_rate'
+                else 'non-negative', value))
     return gk_optimizers.build_optimizer(
         args.optimizer, args.learning_rate, weight_decay=args.weight_decay,
         lr_schedule=args.lr_schedule, grad_accum_steps=args.grad_accum_steps)
@@ -209,23 +249,39 @@ def optimizer_from_args(args):
 # Trainer
 # --------------------------------------------------------------------------
 
+def _layer_paths(module, prefix=''):
+    """(path, layer) for every nested layer: 'Outer/inner', duplicates of a
+    name under one parent numbered 'name#2'.  Independent of the layers
+    that a precision policy adds (e.g. a float32 output cast)."""
+    seen = collections.Counter()
+    for child in module._flatten_layers(include_self=False, recursive=False):
+        seen[child.name] += 1
+        name = child.name if seen[child.name] == 1 else '%s#%d' % (
+            child.name, seen[child.name])
+        path = prefix + name
+        yield path, child
+        yield from _layer_paths(child, path + '/')
+
+
 def layer_random_generators(model):
     """{layer path: tf.random.Generator} of the model's random layers.
 
     Keras draws dropout masks from a generator per layer (after
     ``set_seed``, which enables ``tf.random.Generator``); these are created
     lazily and a functional model does not checkpoint weightless layers, so
-    the trainer creates them now and saves their states itself.  Ops such as
-    ``tf.nn.dropout`` that use the global seed cannot be restored.
+    the trainer creates them now and saves their states itself, keyed by the
+    layer's path ('Transformer-0-GatedAttentionUnit/attention_dropout'), so
+    the same model built under another precision policy matches.  Ops such
+    as ``tf.nn.dropout`` that use the global seed cannot be restored.
     """
     generators = {}
-    for i, layer in enumerate(model.submodules):
+    for path, layer in _layer_paths(model):
         rng = getattr(layer, '_random_generator', None)
         if rng is None or not hasattr(rng, '_maybe_init'):
             continue
         rng._maybe_init()
         if getattr(rng, '_generator', None) is not None:
-            generators['%d_%s' % (i, layer.name)] = rng._generator
+            generators[path.replace('/', '.')] = rng._generator
     return generators
 
 
@@ -234,15 +290,188 @@ def _require(ok, message):
         raise ValueError(message)
 
 
+class CheckpointMismatchError(ValueError):
+    """A workdir's checkpoint that cannot continue this run (another model,
+    optimizer or batch size)."""
+
+
+class NoUsableCheckpointError(RuntimeError):
+    """The workdir holds checkpoints but none of them restores."""
+
+
+#: Reductions of a ``tf.keras.losses.Loss`` the Trainer understands.
+MEAN_REDUCTIONS = ('none', 'auto', 'sum_over_batch_size')
+SUM_REDUCTIONS = ('sum',)
+
+#: Under fp16, this many loss-scale skips in a row stop the run.
+MAX_SKIPPED_STEPS = 50
+
+
+def learning_rate_value(optimizer):
+    """The optimizer's base learning rate as a float (a schedule's
+    ``learning_rate`` or its value at step 0).  Example::
+
+        learning_rate_value(AdamW(1e-4))   # -> 1e-4
+    """
+    optimizer = gk_precision.unwrap_optimizer(optimizer)
+    lr = getattr(optimizer, '_learning_rate', None)
+    if lr is None:
+        lr = optimizer.learning_rate
+    if isinstance(lr, tf.keras.optimizers.schedules.LearningRateSchedule):
+        base = getattr(lr, 'learning_rate', None)
+        lr = base if isinstance(base, (int, float)) else lr(0)
+    return float(tf.convert_to_tensor(lr))
+
+
+def loss_reduction(loss):
+    """'mean' or 'sum': how the Trainer reduces ``loss`` over the batch.
+
+    Plain functions and Keras losses with reduction 'none', 'auto' or
+    'sum_over_batch_size' give the mean over the global batch (non-batch
+    axes averaged); reduction 'sum' gives the sum over all elements of the
+    global batch.  Example::
+
+        loss_reduction(tf.keras.losses.MeanSquaredError())   # -> 'mean'
+    """
+    reduction = getattr(loss, 'reduction', None)
+    if not isinstance(loss, tf.keras.losses.Loss) or reduction is None:
+        return 'mean'
+    reduction = str(reduction).lower()
+    if reduction in MEAN_REDUCTIONS:
+        return 'mean'
+    if reduction in SUM_REDUCTIONS:
+        return 'sum'
+    raise ValueError('loss %r has reduction %r; the Trainer supports %s'
+                     % (loss, reduction, MEAN_REDUCTIONS + SUM_REDUCTIONS))
+
+
+def elementwise_loss(loss, y_true, y_pred):
+    """Per-element losses (leading axis = batch), before any reduction.
+
+    For a ``tf.keras.losses.Loss`` this is its ``call`` (so its own
+    reduction is never applied: the Trainer reduces over the GLOBAL batch).
+    """
+    if isinstance(loss, tf.keras.losses.Loss):
+        values = loss.call(y_true, y_pred)
+    else:
+        values = loss(y_true, y_pred)
+    values = tf.convert_to_tensor(values)
+    if values.shape.rank == 0:
+        raise ValueError(
+            'loss %r returned a scalar; the Trainer needs per-example losses '
+            '(leading axis = batch): pass a tf.keras.losses.Loss or a '
+            'function without reduction' % (loss,))
+    return tf.cast(values, tf.float32)
+
+
+def checkpoint_number(prefix):
+    """N of '.../ckpt-N' (None for other names)."""
+    tail = os.path.basename(str(prefix)).rsplit('-', 1)
+    return int(tail[1]) if len(tail) == 2 and tail[1].isdigit() else None
+
+
+def checkpoint_problem(prefix):
+    """None if checkpoint ``prefix`` reads completely, else the reason.
+
+    Checks that the index and data files exist and that every tensor reads
+    (TensorFlow verifies each tensor's CRC32C), naming the file at fault.
+    Example::
+
+        checkpoint_problem('runs/x/ckpt/ckpt-40')   # -> None or a reason
+    """
+    index = prefix + '.index'
+    if not tf.io.gfile.exists(index):
+        return 'its index file %s is missing' % index
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+    except (tf.errors.OpError, ValueError, IndexError, OSError) as e:
+        return 'its index %s is unreadable: %s' % (
+            index, str(e).strip().splitlines()[0])
+    data = sorted(tf.io.gfile.glob(prefix + '.data-*'))
+    if not data:
+        return 'its data file %s.data-* is missing' % prefix
+    for name in reader.get_variable_to_shape_map():
+        try:
+            reader.get_tensor(name)
+        except (tf.errors.OpError, ValueError, IndexError, OSError) as e:
+            return 'its data file %s is truncated or corrupt (%s: %s)' % (
+                ', '.join(data), name, str(e).strip().splitlines()[0])
+    return None
+
+
+def find_checkpoints(directory, prefix='ckpt'):
+    """Checkpoint prefixes ``directory/ckpt-N``, newest first: every N that
+    has files or is named by the ``checkpoint`` state file (which may be
+    unreadable or out of date).  Example::
+
+        find_checkpoints('runs/x/ckpt')   # -> ['.../ckpt-40', '.../ckpt-30']
+    """
+    numbers = set()
+    for path in tf.io.gfile.glob(os.path.join(directory, prefix + '-*.*')):
+        stem, ext = os.path.basename(path).split('.', 1)
+        if (ext == 'index' or ext.startswith('data-')) and \
+                not ext.endswith('.skipped'):
+            numbers.add(checkpoint_number(stem))
+    state = _state_paths(directory)
+    for path in state or ():
+        n = checkpoint_number(path)
+        if n is not None:
+            numbers.add(n)
+    numbers.discard(None)
+    return [os.path.join(directory, '%s-%d' % (prefix, n))
+            for n in sorted(numbers, reverse=True)]
+
+
+def _state_paths(directory):
+    """Paths named by ``directory/checkpoint``; None if it is unreadable."""
+    try:
+        state = tf.train.get_checkpoint_state(directory)
+    except (tf.errors.OpError, ValueError):
+        return None
+    if state is None:
+        return None
+    paths = list(state.all_model_checkpoint_paths)
+    if state.model_checkpoint_path:
+        paths.append(state.model_checkpoint_path)
+    return [p if os.path.isabs(p) else os.path.join(directory, p)
+            for p in paths]
+
+
+def _only_loss_scale_unmatched(message):
+    """True if an ``assert_existing_objects_matched`` message lists only the
+    fp16 loss-scale variables (absent from an fp32/bf16 checkpoint)."""
+    names = re.findall(r"<tf.Variable '([^']+)'", message)
+    found = re.search(r'Found (\d+) Python objects', message)
+    return bool(found and names and int(found.group(1)) == len(names) and
+                set(names) <= {'current_loss_scale:0', 'good_steps:0'})
+
+
+def _batch_digest(batch):
+    digest = hashlib.sha1()
+    for t in tf.nest.flatten(batch):
+        array = np.asarray(t)
+        digest.update(str((array.dtype.str, array.shape)).encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+def _finite(tensors):
+    """True iff every float tensor is finite (one scalar)."""
+    checks = [tf.reduce_all(tf.math.is_finite(t)) for t in tensors
+              if t is not None and t.dtype.is_floating]
+    return tf.reduce_all(checks) if checks else tf.constant(True)
+
+
 class Trainer(object):
     """Resumable custom training loop (any strategy, precision, XLA).
 
     Arguments:
         model: a built Keras model, created inside ``strategy.scope()``.
         loss: ``loss(y_true, y_pred)`` → per-example losses (leading axis =
-            batch; other axes are averaged), e.g.
-            ``tf.keras.losses.SparseCategoricalCrossentropy(True,
-            reduction='none')``.  ``y_pred`` is cast to float32 first.
+            batch; other axes are averaged), or a ``tf.keras.losses.Loss``
+            with any reduction: 'none' / 'auto' / 'sum_over_batch_size'
+            train on the mean over the GLOBAL batch, 'sum' on the sum (see
+            ``loss_reduction``).  ``y_pred`` is cast to float32 first.
         optimizer: a tf-keras optimizer made inside ``strategy.scope()``;
             under fp16 it is wrapped in a ``LossScaleOptimizer``.
         dataset_fn: ``dataset_fn(position)`` → iterable of GLOBAL batches
@@ -259,6 +488,14 @@ class Trainer(object):
         jit_compile: XLA-compile forward + backward.
         callbacks: functions ``f(step, loss)`` called after each step.
 
+    Guarantees: no checkpoint holds non-finite weights or optimizer state (a
+    non-finite loss or gradient stops the run with FloatingPointError naming
+    the step; fp16 loss-scale skips are normal); resuming takes the newest
+    checkpoint that reads completely and says which newer ones it skipped
+    and why; a workdir with checkpoints is never restarted from step 0; a
+    changed global batch size is refused; one trace serves every sequence
+    length.
+
     Example::
 
         trainer = Trainer(model, loss, AdamW(1e-4), dataset_fn, 10000,
@@ -273,6 +510,7 @@ class Trainer(object):
         self._check_args(model, loss, optimizer, dataset_fn, total_steps,
                          workdir, save_every)
         self.model, self.loss_fn, self.dataset_fn = model, loss, dataset_fn
+        self.reduction = loss_reduction(loss)
         self.total_steps, self.save_every = int(total_steps), int(save_every)
         self.jit_compile, self.log_every = bool(jit_compile), int(log_every)
         self.verbose, self.callbacks = verbose, list(callbacks)
@@ -282,9 +520,14 @@ class Trainer(object):
             self.optimizer.build(model.trainable_variables)
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.position = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.run_info = tf.Variable('', dtype=tf.string, trainable=False)
         self.workdir = str(workdir)
-        self._setup_checkpoint(keep)
+        self._keep = keep
+        self._setup_checkpoint()
         self._train_step = None
+        self._last_batch = None
+        self._skipped = 0
+        self.skipped_steps = 0
 
     def _check_args(self, model, loss, optimizer, dataset_fn, total_steps,
                     workdir, save_every):
@@ -297,6 +540,10 @@ class Trainer(object):
         _require(isinstance(optimizer, tf.keras.optimizers.Optimizer),
                  'optimizer must be a tf.keras (tf-keras) optimizer, got %r'
                  % (optimizer,))
+        lr = learning_rate_value(optimizer)
+        _require(lr >= 0 and lr != float('inf'),
+                 'the learning rate of optimizer %s must be a finite number '
+                 '>= 0, got %r' % (type(optimizer).__name__, lr))
         _require(callable(dataset_fn),
                  'dataset_fn must be callable (position -> batches), got %r'
                  % (dataset_fn,))
@@ -312,28 +559,167 @@ class Trainer(object):
                      'strategy.scope() of %s: build the model under it'
                      % (v.name, type(self.strategy).__name__))
 
-    def _setup_checkpoint(self, keep):
+    def _setup_checkpoint(self):
         with self.strategy.scope():
             self.rng = layer_random_generators(self.model)
+        parts = dict(model=self.model, step=self.step,
+                     position=self.position, rng=self.rng)
         self.checkpoint = tf.train.Checkpoint(
-            model=self.model, optimizer=self.optimizer, step=self.step,
-            position=self.position, rng=self.rng)
-        directory = os.path.join(self.workdir, 'ckpt')
+            optimizer=self.optimizer, run_info=self.run_info, **parts)
+        # restores across precisions: the inner optimizer, no loss scale
+        self._plain_checkpoint = tf.train.Checkpoint(
+            optimizer=gk_precision.unwrap_optimizer(self.optimizer), **parts)
+        self.directory = os.path.join(self.workdir, 'ckpt')
+        directory = self.directory
         if not self.chief:  # every worker saves; only the chief keeps it
             resolver = self.strategy.cluster_resolver
             directory = os.path.join(self.workdir, 'tmp_worker_%s_%s' % (
                 resolver.task_type, resolver.task_id))
         self._tmp_dir = None if self.chief else directory
+        self._save_dir = directory
+        self._state_note = None
+        try:
+            self._new_manager()
+        except (ValueError, tf.errors.OpError) as e:   # unreadable state
+            state = os.path.join(directory, 'checkpoint')
+            self._state_note = ('the checkpoint state file %s is unreadable '
+                                '(%s); set aside as %s.unreadable' % (
+                                    state, str(e).splitlines()[0], state))
+            tf.io.gfile.rename(state, state + '.unreadable', overwrite=True)
+            self._new_manager()
+
+    def _new_manager(self):
         self.manager = tf.train.CheckpointManager(
-            self.checkpoint, directory, max_to_keep=keep)
+            self.checkpoint, self._save_dir, max_to_keep=self._keep)
+
+    # -- restoring ---------------------------------------------------------
+
+    def _say(self, message):
+        if self.chief and self.verbose:
+            print(message, flush=True)
 
     def restore(self):
-        """Restore the latest checkpoint of ``workdir`` if any; return step."""
-        latest = tf.train.latest_checkpoint(
-            os.path.join(self.workdir, 'ckpt'))
-        if latest:
-            self.checkpoint.restore(latest).assert_existing_objects_matched()
+        """Restore the newest complete checkpoint of ``workdir``; return its
+        step (0 when ``workdir/ckpt`` holds no checkpoint at all).
+
+        A newer checkpoint whose files are missing, truncated or corrupt (or
+        an unreadable ``checkpoint`` state file) is skipped with a message
+        naming the file; when checkpoints exist but none restores,
+        NoUsableCheckpointError (never a silent restart from step 0).
+        """
+        if self._state_note:
+            self._say(self._state_note)
+        candidates = find_checkpoints(self.directory)
+        if not candidates:
+            self._no_checkpoints()
+            return 0
+        skipped = []
+        for prefix in candidates:
+            problem = checkpoint_problem(prefix)
+            if problem is None:
+                break
+            skipped.append((prefix, problem))
+        else:
+            raise NoUsableCheckpointError(
+                'workdir %s holds checkpoints but none restores:\n  %s\n'
+                'Refusing to start again from step 0 (that would overwrite '
+                'them); move %s away to start from scratch.' % (
+                    self.workdir, '\n  '.join('%s: %s' % p for p in skipped),
+                    self.directory))
+        self._restore_from(prefix)
+        for bad, reason in skipped:
+            self._say('skipping checkpoint %s: %s' % (bad, reason))
+        if skipped:
+            self._say('resuming from the newest complete checkpoint %s'
+                      % prefix)
+        if skipped or self.manager.latest_checkpoint != prefix:
+            self._repair_state(prefix, [p for p, _ in skipped])
         return int(self.step.numpy())
+
+    def _no_checkpoints(self):
+        """Only an empty (or absent) checkpoint folder means a fresh run."""
+        state = os.path.join(self.directory, 'checkpoint')
+        if tf.io.gfile.exists(state):
+            named = _state_paths(self.directory)
+            raise NoUsableCheckpointError(
+                'workdir %s has a checkpoint state file %s (%s) but no '
+                'checkpoint files: refusing to start again from step 0; '
+                'move %s away to start from scratch' % (
+                    self.workdir, state,
+                    'unreadable' if named is None
+                    else 'naming ' + ', '.join(named),
+                    self.directory))
+
+    def _saved_info(self, prefix):
+        try:
+            raw = tf.train.load_variable(
+                prefix, 'run_info/.ATTRIBUTES/VARIABLE_VALUE')
+            return json.loads(raw.decode() if isinstance(raw, bytes)
+                              else raw)
+        except (tf.errors.OpError, ValueError, KeyError):
+            return {}
+
+    def _restore_from(self, prefix):
+        info = self._saved_info(prefix)
+        precision = gk_precision.current_precision()
+        checkpoint = self.checkpoint
+        if info.get('precision', precision) != precision:
+            self._say('checkpoint %s was written under %s, this run uses %s:'
+                      ' weights and optimizer state are float32 in both, '
+                      'continuing (the fp16 loss scale starts afresh)'
+                      % (prefix, info['precision'], precision))
+            checkpoint = self._plain_checkpoint
+        status = checkpoint.restore(prefix)
+        try:
+            status.assert_existing_objects_matched()
+        except AssertionError as e:
+            if not (checkpoint is self._plain_checkpoint and
+                    _only_loss_scale_unmatched(str(e))):
+                raise CheckpointMismatchError(
+                    'checkpoint %s does not fit this Trainer (another model,'
+                    ' optimizer or dropout layout?): %s' % (
+                        prefix, str(e).splitlines()[0][:600])) from None
+        self.run_info.assign(json.dumps(info))
+        self._saved = info
+
+    def _repair_state(self, prefix, skipped):
+        """Point the state file at ``prefix`` (and the older complete
+        checkpoints) and set the skipped files aside as ``*.skipped``."""
+        if not self.chief:
+            return
+        for bad in skipped:
+            for path in tf.io.gfile.glob(bad + '.*'):
+                if not path.endswith('.skipped'):
+                    tf.io.gfile.rename(path, path + '.skipped',
+                                       overwrite=True)
+        number = checkpoint_number(prefix)
+        older = [p for p in find_checkpoints(self.directory)
+                 if checkpoint_number(p) <= number]
+        tf.compat.v1.train.update_checkpoint_state(
+            self.directory, prefix, all_model_checkpoint_paths=older[::-1])
+        self._new_manager()
+
+    def _check_same_batches(self):
+        """After a resume: the batch before ``position`` must have the size
+        it had when it was trained (else the data position has shifted)."""
+        info = getattr(self, '_saved', {})
+        position = int(self.position.numpy())
+        if not position or 'batch_rows' not in info:
+            return
+        batch = next(iter(self.dataset_fn(position - 1)))
+        rows = int(np.shape(tf.nest.flatten(batch)[0])[0])
+        if rows != info['batch_rows']:
+            raise CheckpointMismatchError(
+                'the global batch size changed: batch %d had %d rows when '
+                'checkpoint %s was written, dataset_fn now gives it %d rows, '
+                'so data position %d would point to other examples; resume '
+                'with the original batch size, or use a new workdir'
+                % (position - 1, info['batch_rows'],
+                   self.manager.latest_checkpoint, rows, position))
+        if _batch_digest(batch) != info.get('batch_digest'):
+            self._say('warning: batch %d differs from the one trained before'
+                      ' the checkpoint (same size): the data changed'
+                      % (position - 1))
 
     # -- one step ----------------------------------------------------------
 
@@ -343,36 +729,43 @@ class Trainer(object):
         with tf.GradientTape() as tape:
             y_pred = tf.nest.map_structure(
                 lambda t: tf.cast(t, tf.float32), self.model(x, training=True))
-            per_example = tf.cast(self.loss_fn(y, y_pred), tf.float32)
-            rank = per_example.shape.rank
-            if rank and rank > 1:
-                per_example = tf.reduce_mean(per_example, list(range(1, rank)))
-            loss = tf.reduce_sum(per_example) / global_batch
+            values = elementwise_loss(self.loss_fn, y, y_pred)
+            rank = values.shape.rank
+            if self.reduction == 'sum':
+                loss = tf.reduce_sum(values)
+            else:
+                if rank and rank > 1:
+                    values = tf.reduce_mean(values, list(range(1, rank)))
+                loss = tf.reduce_sum(values) / global_batch
             scaled = loss
             if hasattr(optimizer, 'get_scaled_loss'):
                 scaled = optimizer.get_scaled_loss(loss)
         grads = tape.gradient(scaled, variables)
         if hasattr(optimizer, 'get_unscaled_gradients'):
             grads = optimizer.get_unscaled_gradients(grads)
-        return loss, grads
+        return loss, grads, _finite(grads)
 
     def _build_train_step(self):
         grads_fn = self._replica_grads
         if self.jit_compile:
-            grads_fn = tf.function(grads_fn, jit_compile=True)
+            grads_fn = tf.function(grads_fn, jit_compile=True,
+                                   reduce_retracing=True)
 
         def replica_step(x, y, global_batch):
-            loss, grads = grads_fn(x, y, global_batch)
+            loss, grads, finite = grads_fn(x, y, global_batch)
             self.optimizer.apply_gradients(
                 zip(grads, self.model.trainable_variables))
-            return loss
+            return loss, 1.0 - tf.cast(finite, tf.float32)
 
-        @tf.function
+        # reduce_retracing: after a second sequence length the step is
+        # traced once with that axis unknown, and serves every length
+        @tf.function(reduce_retracing=True)
         def train_step(x, y, global_batch):
-            losses = self.strategy.run(replica_step,
-                                       args=(x, y, global_batch))
-            return self.strategy.reduce(tf.distribute.ReduceOp.SUM, losses,
-                                        axis=None)
+            losses, bad = self.strategy.run(replica_step,
+                                            args=(x, y, global_batch))
+            reduce = tf.distribute.ReduceOp.SUM
+            return (self.strategy.reduce(reduce, losses, axis=None),
+                    self.strategy.reduce(reduce, bad, axis=None))
         return train_step
 
     def _distribute(self, batch):
@@ -402,9 +795,10 @@ class Trainer(object):
     def train(self):
         """Run (or resume) up to ``total_steps``; return the last loss."""
         start = self.restore()
-        if start and self.chief and self.verbose:
-            print('resuming from step %d of %d (%s)' % (
+        if start:
+            self._say('resuming from step %d of %d (%s)' % (
                 start, self.total_steps, self.manager.latest_checkpoint))
+            self._check_same_batches()
         if start >= self.total_steps:
             return None
         writer = tf.summary.create_file_writer(
@@ -423,11 +817,32 @@ class Trainer(object):
                     self._log(step + 1, loss)
                 if (step + 1) % self.save_every == 0 or \
                         step + 1 == self.total_steps:
-                    self.manager.save(checkpoint_number=step + 1)
+                    self.save(step + 1)
             writer.flush()
         if self._tmp_dir:
             shutil.rmtree(self._tmp_dir, ignore_errors=True)
         return loss
+
+    def save(self, step):
+        """Checkpoint now as ``ckpt-<step>`` after checking that every weight
+        and optimizer variable is finite; return the path."""
+        variables = list(self.model.weights) + list(
+            gk_precision.unwrap_optimizer(self.optimizer).variables())
+        if not bool(_finite(variables)):
+            bad = [v.name for v in variables if v.dtype.is_floating and
+                   not bool(_finite([v]))]
+            raise FloatingPointError(
+                'step %d: non-finite values in %s; not saved (the last '
+                'checkpoint %s holds finite ones)' % (
+                    step, ', '.join(bad[:5]), self.manager.latest_checkpoint))
+        if self._last_batch is not None:
+            rows, digest = self._last_batch
+            self.run_info.assign(json.dumps({
+                'precision': gk_precision.current_precision(),
+                'batch_rows': rows, 'batch_digest': digest,
+                'replicas': self.strategy.num_replicas_in_sync,
+                'reduction': self.reduction}))
+        return self.manager.save(checkpoint_number=step)
 
     def _one_step(self, step, batches):
         try:
@@ -438,14 +853,41 @@ class Trainer(object):
         inputs, size = self._distribute(batch)
         if self._train_step is None:
             self._train_step = self._build_train_step()
-        loss = float(self._train_step(*inputs, tf.constant(size, tf.float32)))
-        if loss != loss:
-            raise FloatingPointError('loss is NaN at step %d' % step)
+        loss, bad = self._train_step(*inputs, tf.constant(size, tf.float32))
+        loss, bad = float(loss), float(bad) > 0
+        self._check_finite(step + 1, loss, bad)
+        self._last_batch = (size, _batch_digest(batch))
         self.step.assign(step + 1)
         self.position.assign(step + 1)
         for callback in self.callbacks:
             callback(step + 1, loss)
         return loss
+
+    def _check_finite(self, step, loss, bad_grads):
+        """Stop on a non-finite loss or gradient (numbered from 1, as the
+        checkpoints); under fp16 a loss-scale skip is normal."""
+        if not np.isfinite(loss):
+            raise FloatingPointError(
+                'step %d: the loss is %r; stopping before it is saved (the '
+                'last checkpoint %s holds finite weights)'
+                % (step, loss, self.manager.latest_checkpoint))
+        if not bad_grads:
+            self._skipped = 0
+            return
+        if hasattr(self.optimizer, 'get_unscaled_gradients'):
+            self._skipped += 1
+            self.skipped_steps += 1
+            if self._skipped <= MAX_SKIPPED_STEPS:
+                return      # fp16: LossScaleOptimizer skipped this update
+            raise FloatingPointError(
+                'step %d: %d fp16 steps in a row had non-finite gradients '
+                '(loss scale %s); stopping' % (
+                    step, self._skipped,
+                    float(self.optimizer.loss_scale)))
+        raise FloatingPointError(
+            'step %d: non-finite gradient with a finite loss (%g); stopping '
+            'before it is saved (the last checkpoint %s holds finite '
+            'weights)' % (step, loss, self.manager.latest_checkpoint))
 
     def _log(self, step, loss):
         optimizer = gk_precision.unwrap_optimizer(self.optimizer)

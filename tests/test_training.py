@@ -5,6 +5,7 @@ kill-and-resume runs are subprocesses of tests/_train_worker.py; they start
 together so that their TensorFlow imports overlap.
 """
 import argparse
+import re
 import json
 import os
 import signal
@@ -254,3 +255,379 @@ def test_args_helpers(monkeypatch):
         parser.parse_args(['--lr_schedule', '{"-1": 1}'])
     with pytest.raises(ValueError, match='add_training_args'):
         training.setup_from_args(argparse.Namespace())
+
+
+# ------------------------------------------- issue 8: never save non-finite
+
+def flagged_batches(flag_at, rows=6):
+    """``batches`` whose batch number ``flag_at`` has label 9 in row 0."""
+    def dataset_fn(position):
+        for x, y in batches(position):
+            if position == flag_at:
+                y = y.copy()
+                y[0] = 9
+            yield x, y
+            position += 1
+    return dataset_fn
+
+
+def ce(y, p):
+    return tf.keras.losses.sparse_categorical_crossentropy(
+        tf.minimum(y, 2), p, from_logits=True)
+
+
+@tf.custom_gradient
+def nan_gradient_where(p, flag):
+    """Identity forward; the gradient of rows where ``flag`` is NaN."""
+    def grad(dy):
+        return dy * tf.where(flag, np.nan, 1.0)[:, None], None
+    return tf.identity(p), grad
+
+
+def nan_gradient_loss(y, p):
+    """Finite loss, NaN gradient where y == 9."""
+    return ce(y, nan_gradient_where(p, tf.equal(y, 9)))
+
+
+def inf_loss(y, p):
+    return ce(y, p) + tf.where(tf.equal(y, 9), np.inf, 0.0)
+
+
+def checkpoint_steps(workdir):
+    return sorted(training.checkpoint_number(p) for p in
+                  training.find_checkpoints(os.path.join(workdir, 'ckpt')))
+
+
+def all_finite(prefix):
+    reader = tf.train.load_checkpoint(prefix)
+    for name, dtype in reader.get_variable_to_dtype_map().items():
+        if dtype.is_floating:
+            assert np.isfinite(reader.get_tensor(name)).all(), (prefix, name)
+
+
+@pytest.mark.parametrize('loss, what', [(nan_gradient_loss, 'gradient'),
+                                        (inf_loss, 'inf')])
+def test_non_finite_step_is_never_saved(tmp_path, loss, what):
+    """Batch 2 (step 3) gives a NaN gradient with a finite loss, or a +inf
+    loss: the run stops naming step 3 and ckpt-3 is never written."""
+    w = str(tmp_path)
+    with pytest.raises(FloatingPointError, match='step 3.*%s' % what):
+        training.Trainer(mlp(), loss, optimizers.AdamW(0.05),
+                         flagged_batches(2), 6, w, save_every=1,
+                         verbose=0).train()
+    assert checkpoint_steps(w) == [1, 2]
+    for prefix in training.find_checkpoints(os.path.join(w, 'ckpt')):
+        all_finite(prefix)
+
+
+def test_overflowing_weights_are_never_saved(tmp_path):
+    """Finite loss and gradient (loss ×1e6), but lr 1e38 overflows the
+    weights to ±inf at step 1: nothing is saved."""
+    w = str(tmp_path)
+    with pytest.raises(FloatingPointError, match='step 1: non-finite'):
+        training.Trainer(mlp(), lambda y, p: 1e6 * LOSS(y, p),
+                         tf.keras.optimizers.SGD(1e38),
+                         batches, 3, w, save_every=1, verbose=0).train()
+    assert checkpoint_steps(w) == []
+
+
+def test_fp16_loss_scale_skips_do_not_stop(tmp_path, policy):
+    """Under fp16 the first steps overflow at loss scale 2^15 (the loss is
+    ×1000): LossScaleOptimizer skips them, the Trainer carries on."""
+    policy('mixed_float16')
+    model = mlp()
+
+    def big(y, p):
+        return 1000.0 * LOSS(y, p)
+    trainer = training.Trainer(model, big, optimizers.AdamW(0.01), batches,
+                               6, str(tmp_path), save_every=2, verbose=0)
+    trainer.train()
+    assert trainer.skipped_steps >= 1
+    assert float(trainer.optimizer.loss_scale) < 2.0 ** 15
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+    assert checkpoint_steps(str(tmp_path)) == [2, 4, 6]
+
+
+# ------------------------------------- issue 8: resume from a bad workdir
+
+def run(workdir, steps, model=None, **kwargs):
+    model = model or mlp()
+    trainer = training.Trainer(model, LOSS, optimizers.AdamW(0.05),
+                               kwargs.pop('dataset_fn', batches), steps,
+                               str(workdir), save_every=2, **kwargs)
+    trainer.train()
+    return model, trainer
+
+
+@pytest.fixture(scope='module')
+def six_steps(tmp_path_factory):
+    """Weights after 6 uninterrupted steps, and that workdir (ckpt-2/4/6)."""
+    d = tmp_path_factory.mktemp('six')
+    model, _ = run(d / 'w', 6, verbose=0)
+    return model.get_weights(), d / 'w'
+
+
+def damaged_copy(six_steps, tmp_path, damage):
+    import shutil
+    w = tmp_path / 'w'
+    shutil.copytree(str(six_steps[1]), str(w))
+    damage(w / 'ckpt')
+    return w
+
+
+def remove_latest(ckpt):
+    for path in ckpt.glob('ckpt-6.*'):
+        path.unlink()
+
+
+def truncate_latest(ckpt):
+    data = next(ckpt.glob('ckpt-6.data-*'))
+    size = data.stat().st_size
+    with open(data, 'r+b') as f:
+        f.truncate(size // 2)
+
+
+def garble_state(ckpt):
+    (ckpt / 'checkpoint').write_bytes(b'\x00\xffnot a state file {{{')
+
+
+@pytest.mark.parametrize('damage, skipped, reason', [
+    (remove_latest, 'ckpt-6', 'index file .*ckpt-6.index is missing'),
+    (truncate_latest, 'ckpt-6', 'data file .*ckpt-6.data-00000-of-00001 '
+                                'is truncated'),
+    (garble_state, None, None)])
+def test_resume_falls_back_to_newest_complete_checkpoint(
+        six_steps, tmp_path, capsys, damage, skipped, reason):
+    """A missing or truncated ckpt-6 → resume from ckpt-4, saying why; an
+    unreadable state file → the checkpoint files are found anyway.  The
+    run then ends with the uninterrupted weights."""
+    w = damaged_copy(six_steps, tmp_path, damage)
+    model, trainer = run(w, 6 if skipped else 8, verbose=1)
+    out = capsys.readouterr().out
+    if skipped:
+        assert re.search('skipping checkpoint .*%s: its %s' % (skipped,
+                                                              reason), out)
+        assert 'resuming from step 4 of 6' in out
+        assert_same_weights(model.get_weights(), six_steps[0], atol=0)
+    else:
+        assert 'resuming from step 6 of 8' in out
+    assert checkpoint_steps(str(w))[-1] == (6 if skipped else 8)
+
+
+def test_unusable_workdir_is_never_restarted(six_steps, tmp_path):
+    def ruin(ckpt):
+        for path in ckpt.glob('ckpt-*.data-*'):
+            path.write_bytes(b'')
+    w = damaged_copy(six_steps, tmp_path, ruin)
+    with pytest.raises(training.NoUsableCheckpointError,
+                       match='none restores(.|\n)*ckpt-2'):
+        run(w, 6, verbose=0)
+    ruin_all = tmp_path / 'only_state'
+    (ruin_all / 'ckpt').mkdir(parents=True)
+    (ruin_all / 'ckpt' / 'checkpoint').write_text(
+        'model_checkpoint_path: "ckpt-40"\n')
+    with pytest.raises(training.NoUsableCheckpointError,
+                       match='none restores(.|\n)*ckpt-40.index is missing'):
+        run(ruin_all, 6, verbose=0)
+
+
+def test_export_into_trainer_folder_is_refused(six_steps, tmp_path):
+    from conftest import TINY_GAU, write_json
+    from gau_keras import checkpoints
+    cfg = write_json(tmp_path / 'cfg.json', TINY_GAU)
+    t = gau_keras.build_transformer_model(cfg, model='gau_alpha',
+                                          return_keras_model=False)
+    ckpt = six_steps[1] / 'ckpt'
+    state = (ckpt / 'checkpoint').read_text()
+    for target in (ckpt / 'bert_model.ckpt', ckpt):
+        with pytest.raises(checkpoints.CheckpointError,
+                           match='training checkpoints'):
+            t.save_weights_as_checkpoint(str(target))
+    assert (ckpt / 'checkpoint').read_text() == state
+
+
+def test_batch_size_change_is_refused(six_steps, tmp_path):
+    w = damaged_copy(six_steps, tmp_path, lambda ckpt: None)
+
+    def smaller(position):
+        for x, y in batches(position):
+            yield x[:4], y[:4]
+    with pytest.raises(training.CheckpointMismatchError,
+                       match='batch size changed: batch 5 had 6 rows'
+                             '(.|\n)*now gives it 4 rows'):
+        run(w, 8, dataset_fn=smaller, verbose=0)
+
+
+@pytest.mark.parametrize('second', ['mixed_bfloat16', 'mixed_float16'])
+def test_precision_change_on_resume(tmp_path, policy, capsys, second):
+    """fp32 workdir, bf16/fp16 run (GAU-α with dropout: mixed precision
+    adds an output cast layer): resumes, says what differs."""
+    from conftest import TINY_GAU, write_json
+    cfg = write_json(tmp_path / 'cfg.json', dict(TINY_GAU, vocab_size=30))
+    rs = np.random.RandomState(0)
+
+    def token_batches(position):
+        while True:
+            t = np.random.RandomState(position).randint(1, 30, (4, 6))
+            yield [t, 0 * t], t
+            position += 1
+
+    def go(steps):
+        training.set_seed(3, deterministic=False)
+        model = gau_keras.build_transformer_model(
+            cfg, model='gau_alpha', with_mlm='linear',
+            dropout_rate=0.1, attention_dropout_rate=0.1)
+        training.Trainer(model, LOSS, optimizers.AdamW(1e-3), token_batches,
+                         steps, str(tmp_path / 'w'), save_every=2,
+                         verbose=1).train()
+        return model
+    del rs
+    go(2)
+    policy(second)
+    model = go(4)
+    out = capsys.readouterr().out
+    assert 'written under float32, this run uses %s' % second in out
+    assert 'resuming from step 2 of 4' in out
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+
+
+# ------------------------------------------ issue 8: the loss's reduction
+
+def token_dense(seed=0, classes=3, features=4):
+    rs = np.random.RandomState(seed)
+    x = tf.keras.Input((None, features))
+    model = tf.keras.Model(x, tf.keras.layers.Dense(classes)(x))
+    model.set_weights([rs.randn(*w.shape).astype('float32')
+                       for w in model.weights])
+    return model
+
+
+def softmax_ce_numpy(x, y, kernel, bias):
+    """Cross-entropy of logits x·W + b per element, and dL/dlogits."""
+    logits = x @ kernel + bias
+    logits = logits - logits.max(-1, keepdims=True)
+    p = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    onehot = np.eye(kernel.shape[1])[y]
+    return -np.log((p * onehot).sum(-1)), p - onehot
+
+
+@pytest.mark.parametrize('reduction', ['none', None, 'sum'])
+@pytest.mark.parametrize('time_axis', [False, True])
+def test_loss_and_gradient_match_numpy(tmp_path, reduction, time_axis):
+    """The first step's loss and SGD(1) update equal the hand-computed
+    mean (or sum) cross-entropy and its gradient, for rank-1 and rank-2
+    losses and every Keras reduction (None = Keras's default,
+    sum_over_batch_size)."""
+    rs = np.random.RandomState(5)
+    shape = (6, 5, 4) if time_axis else (6, 4)
+    x = rs.randn(*shape).astype('float32')
+    y = rs.randint(0, 3, shape[:-1])
+    model = token_dense() if time_axis else mlp_linear()
+    kernel, bias = [w.astype('float64') for w in model.get_weights()]
+    per, dlogits = softmax_ce_numpy(x.astype('float64'), y, kernel, bias)
+    scale = 1.0 if reduction == 'sum' else 1.0 / per.size
+    want_loss = per.sum() * scale
+    dlogits = dlogits * scale
+    flat_x = x.reshape(-1, x.shape[-1])
+    want_dkernel = flat_x.T @ dlogits.reshape(-1, 3)
+    want_dbias = dlogits.reshape(-1, 3).sum(0)
+    kwargs = {} if reduction is None else {'reduction': reduction}
+    loss = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True,
+                                                         **kwargs)
+    got = []
+    training.Trainer(model, loss, tf.keras.optimizers.SGD(1.0),
+                     lambda p: iter([(x, y)]), 1, str(tmp_path), verbose=0,
+                     callbacks=[lambda s, l: got.append(l)]).train()
+    assert got[0] == pytest.approx(want_loss, rel=1e-5)
+    new_kernel, new_bias = model.get_weights()
+    np.testing.assert_allclose(kernel - new_kernel, want_dkernel, rtol=1e-4,
+                               atol=1e-6)
+    np.testing.assert_allclose(bias - new_bias, want_dbias, rtol=1e-4,
+                               atol=1e-6)
+
+
+def mlp_linear(seed=0):
+    rs = np.random.RandomState(seed)
+    x = tf.keras.Input((4,))
+    model = tf.keras.Model(x, tf.keras.layers.Dense(3)(x))
+    model.set_weights([rs.randn(*w.shape).astype('float32')
+                       for w in model.weights])
+    return model
+
+
+def test_scalar_loss_function_is_refused(tmp_path):
+    with pytest.raises(ValueError, match='returned a scalar'):
+        training.Trainer(mlp(), lambda y, p: tf.reduce_mean(LOSS(y, p)),
+                         optimizers.AdamW(), batches, 1, str(tmp_path),
+                         verbose=0).train()
+
+
+# --------------------------------------- issue 8: one trace for all lengths
+
+@pytest.mark.parametrize('jit', [False, True])
+def test_one_trace_serves_every_sequence_length(tmp_path, jit):
+    """Batches of 6 lengths: at most 2 traces (the first length, then one
+    with the length axis unknown), not one per length."""
+    model = token_dense()
+
+    def varying(position):
+        while True:
+            n = 3 + position % 6
+            rs = np.random.RandomState(position)
+            yield (rs.randn(4, n, 4).astype('float32'),
+                   rs.randint(0, 3, (4, n)))
+            position += 1
+    trainer = training.Trainer(model, LOSS, optimizers.AdamW(0.01), varying,
+                               12, str(tmp_path), verbose=0,
+                               jit_compile=jit)
+    trainer.train()
+    assert trainer._train_step.experimental_get_tracing_count() <= 2
+
+
+# ------------------------------------------------- issue 8: bad arguments
+
+def test_bad_sizes_and_learning_rates_are_refused(tmp_path):
+    parser = training.add_training_args(argparse.ArgumentParser())
+    for flags in (['--batch_size', '0'], ['--batch_size', '-4'],
+                  ['--learning_rate', '-1e-4'], ['--learning_rate', 'nan'],
+                  ['--steps', '0'], ['--save_every', '-1'],
+                  ['--grad_accum_steps', '0'], ['--weight_decay', '-1']):
+        with pytest.raises(SystemExit):
+            parser.parse_args(flags)
+    args = parser.parse_args([])
+    args.learning_rate = -1e-4
+    with pytest.raises(ValueError, match='learning_rate must be a positive'):
+        training.optimizer_from_args(args)
+    for opt in (optimizers.AdamW(-0.1), optimizers.build_optimizer(
+            'lamb', -1e-3, lr_schedule={10: 1})):
+        with pytest.raises(ValueError, match='learning rate .* >= 0, got '
+                                             '-0.1|learning rate .*-0.001'):
+            training.Trainer(mlp(), LOSS, opt, batches, 2, str(tmp_path))
+
+
+# ------------------------- issue 8: gradient accumulation resumed mid-way
+
+def test_resume_in_the_middle_of_an_accumulation(tmp_path):
+    """grad_accum_steps=2, stopped after 3 micro-steps (ckpt-3 holds one
+    accumulated gradient): the resumed run restores the accumulators and
+    the micro-step count, and ends with the uninterrupted weights exactly."""
+    def opt():
+        return optimizers.build_optimizer('adamw', 0.05, grad_accum_steps=2)
+    whole = mlp()
+    training.Trainer(whole, LOSS, opt(), batches, 6, str(tmp_path / 'a'),
+                     save_every=3, verbose=0).train()
+    first = mlp()
+    t1 = training.Trainer(first, LOSS, opt(), batches, 3,
+                          str(tmp_path / 'b'), save_every=3, verbose=0)
+    t1.train()
+    accumulated = [a.numpy() for a in t1.optimizer._accumulators]
+    assert any(np.abs(a).sum() > 0 for a in accumulated)
+    again = mlp()
+    t2 = training.Trainer(again, LOSS, opt(), batches, 6,
+                          str(tmp_path / 'b'), save_every=3, verbose=0)
+    assert t2.restore() == 3
+    assert int(t2.optimizer.micro_steps) == 3
+    for a, b in zip(t2.optimizer._accumulators, accumulated):
+        np.testing.assert_array_equal(a.numpy(), b)
+    t2.train()
+    assert_same_weights(again.get_weights(), whole.get_weights(), atol=0)
