@@ -268,8 +268,11 @@ def _extension(make):
     def extend(BaseOptimizer, name=None):
         if not (isinstance(BaseOptimizer, type) and
                 issubclass(BaseOptimizer, keras.optimizers.Optimizer)):
-            raise TypeError('%s needs a tf.keras optimizer class, got %r'
-                            % (make.__name__, BaseOptimizer))
+            raise TypeError(
+                '%s needs an optimizer class derived from tf.keras.optimizers.'
+                'Optimizer (e.g. gau_keras.optimizers.Adam; not a legacy '
+                'optimizer, not an instance), got %r'
+                % (make.__name__, BaseOptimizer))
         cls = make(BaseOptimizer)
         cls.__name__ = cls.__qualname__ = name or (
             cls.__name__ + BaseOptimizer.__name__)

@@ -542,6 +542,8 @@ def test_config_round_trip(cls, kwargs):
 def test_bad_arguments_are_named():
     with pytest.raises(TypeError, match='extend_with_lookahead'):
         gk.extend_with_lookahead('Adam')
+    with pytest.raises(TypeError, match='legacy'):
+        gk.extend_with_weight_decay(tf.keras.optimizers.legacy.Adam)
     with pytest.raises(ValueError, match='steps_per_slow_update'):
         gk.extend_with_lookahead(gk.Adam)(steps_per_slow_update=0)
     with pytest.raises(ValueError, match='ema_momentum'):
