@@ -1,0 +1,106 @@
+"""scripts/finetune_clue.py end to end on each task's fixture folder:
+1 epoch of a tiny GAU-α from scratch, a metrics.json and a submission file
+with exactly one prediction per test item."""
+import importlib.util
+import json
+import os
+import zipfile
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from gau_keras import clue, corpora
+from gau_keras.clue import encoding, heads, submission
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIXTURES = os.path.join(ROOT, 'tests', 'fixtures', 'clue')
+TINY = {'vocab_size': 50, 'hidden_size': 16, 'intermediate_size': 32,
+        'attention_key_size': 8, 'num_attention_heads': 1,
+        'num_hidden_layers': 1, 'hidden_act': 'swish', 'type_vocab_size': 2,
+        'hidden_dropout_prob': 0.1, 'attention_probs_dropout_prob': 0.1}
+
+
+def finetune_script():
+    spec = importlib.util.spec_from_file_location(
+        'finetune_clue', os.path.join(ROOT, 'scripts', 'finetune_clue.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope='module')
+def script():
+    return finetune_script()
+
+
+@pytest.fixture(scope='module')
+def setup_files(tmp_path_factory):
+    """Tiny config and one char vocab over all fixture texts."""
+    folder = tmp_path_factory.mktemp('clue_ft')
+    texts = []
+    for name in clue.task_names():
+        t = clue.get_task(name, os.path.join(FIXTURES, name), False)
+        items = t.load('train') + t.load('dev')
+        items += [e for _, s, _ in t.test_sets() for e in s]
+        texts += [x for e in items for x in encoding.example_texts(e)]
+    vocab = corpora.save_vocab(corpora.build_tokenizer_vocab(texts),
+                               str(folder / 'vocab.txt'))
+    config = folder / 'tiny.json'
+    config.write_text(json.dumps(TINY))
+    return str(config), vocab
+
+
+@pytest.mark.parametrize('name', ['tnews', 'iflytek', 'afqmc', 'cmnli',
+                                  'ocnli', 'cluewsc2020', 'csl', 'cmrc2018',
+                                  'c3', 'chid', 'cluener'])
+def test_one_epoch_writes_metrics_and_a_full_submission(
+        name, script, setup_files, tmp_path):
+    config, vocab = setup_files
+    task = clue.get_task(name, os.path.join(FIXTURES, clue.canonical_name(
+        name)), False)
+    out = tmp_path / 'out'
+    args = ['--task', name, '--data_dir', task.data_dir, '--config', config,
+            '--vocab', vocab, '--output_dir', str(out), '--epochs', '1',
+            '--batch_size', '2', '--maxlen', '32', '--seed', '1']
+    if name == 'afqmc':
+        args.append('--zip')
+    script.main(args)
+    record = json.loads((out / 'metrics.json').read_text())
+    assert record['best_epoch'] == 1 and len(record['epochs']) == 1
+    assert 0 <= record['epochs'][0]['dev'][task.metric] <= 1
+    assert record['epochs'][0]['train_seconds'] > 0
+    for test_name, items, out_name in task.test_sets():
+        predicted = submission.check_submission(str(out / out_name), items)
+        assert len(predicted) == len(items)
+        assert record['test'][test_name]['file'] == out_name
+    if name == 'afqmc':
+        with zipfile.ZipFile(out / 'clue_submit.zip') as z:
+            assert z.namelist() == ['afqmc_predict.json']
+
+
+def test_vocab_must_match_a_checkpoints_config(script, setup_files,
+                                               tmp_path):
+    config, vocab = setup_files
+    args = script.parse_args(['--task', 'afqmc', '--data_dir', '.',
+                              '--config', config, '--vocab', vocab,
+                              '--output_dir', str(tmp_path),
+                              '--checkpoint', 'some/ckpt'])
+    tokenizer = encoding.load_tokenizer(vocab)
+    with pytest.raises(SystemExit, match='has vocab_size 50'):
+        script.check_vocab(tokenizer, args)
+
+
+def test_losses_against_numpy():
+    logits = np.array([[2.0, -1.0, 0.5], [0.0, 0.0, 0.0]], np.float32)
+    labels = np.array([0, 2])
+    want = -np.log(np.exp(logits[[0, 1], labels]) /
+                   np.exp(logits).sum(-1))
+    got = heads.softmax_loss(tf.constant(labels), tf.constant(logits))
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-5)
+    # multilabel CE: log(1 + Σ_neg e^s) + log(1 + Σ_pos e^-s) per type
+    s = np.array([[[[1.0, -2.0], [-np.inf, 0.5]]]], np.float32)   # b,h,n,n
+    y = np.array([[[[1, 0], [0, 0]]]], np.float32)
+    want = np.log(1 + np.exp(-2.0) + np.exp(0.5)) + np.log(1 + np.exp(-1.0))
+    got = heads.multilabel_loss(tf.constant(y), tf.constant(s))
+    np.testing.assert_allclose(got.numpy(), [want], rtol=1e-5)
