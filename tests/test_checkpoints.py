@@ -256,3 +256,84 @@ def test_dict_checkpoint_missing_variable_error_is_short(weights, cfg):
     msg = str(info.value)
     assert missing in msg and 'Transformer-1-GatedAttentionUnit' in msg
     assert 'array(' not in msg and len(msg) < 500, msg[:300]
+
+
+# ------------------------------------------------------------- issue 8
+
+def test_truncated_checkpoint_names_the_file(tmp_path, weights, cfg):
+    path = write_checkpoint(str(tmp_path / 'bert_model.ckpt'), weights)
+    data = path + '.data-00000-of-00001'
+    with open(data, 'r+b') as f:
+        f.truncate(os.path.getsize(data) // 2)
+    with pytest.raises(CheckpointError) as info:
+        build_transformer_model(cfg, path, model='gau_alpha')
+    assert data in str(info.value) and 'truncated' in str(info.value)
+
+
+def test_integer_variable_is_not_cast_into_a_float_kernel(tmp_path, weights,
+                                                         cfg):
+    name = PREFIX % 0 + 'o_dense/kernel'
+    bad = dict(weights)
+    bad[name] = np.ones(weights[name].shape, np.int32)
+    path = write_checkpoint(str(tmp_path / 'bert_model.ckpt'), bad)
+    with pytest.raises(CheckpointError, match='%s.* is int32 but layer '
+                       "'Transformer-0-GatedAttentionUnit'" % name):
+        build_transformer_model(cfg, path, model='gau_alpha')
+
+
+def test_keep_tokens_past_the_rows_is_named(tmp_path, weights, cfg):
+    path = write_checkpoint(str(tmp_path / 'bert_model.ckpt'), weights)
+    with pytest.raises(CheckpointError, match='keep_tokens id %d is past '
+                       'the %d rows' % (V + 3, V)):
+        build_transformer_model(cfg, path, model='gau_alpha',
+                                keep_tokens=[0, 5, V + 3])
+    with pytest.raises(CheckpointError, match='non-negative integer'):
+        build_transformer_model(cfg, path, model='gau_alpha',
+                                keep_tokens=[0, -2, 4])
+
+
+def test_saved_keep_tokens_model_reloads_with_the_same_keep_tokens(
+        tmp_path, weights, cfg):
+    """Its rows are already the kept ones: loading with the same list must
+    not index them a second time (keep = [3, 0, 1, 2]: rows 3, 0, 1, 2
+    re-indexed again would become 2, 3, 0, 1)."""
+    path = write_checkpoint(str(tmp_path / 'bert_model.ckpt'), weights)
+    keep = [3, 0, 1, 2]
+    t = build_transformer_model(cfg, path, model='gau_alpha',
+                                keep_tokens=keep, return_keras_model=False)
+    out = t.save_weights_as_checkpoint(str(tmp_path / 'kept' / 'm.ckpt'))
+    want = weights['bert/embeddings/word_embeddings'][keep]
+    again = build_transformer_model(cfg, out, model='gau_alpha',
+                                    keep_tokens=keep)
+    np.testing.assert_array_equal(
+        again.get_layer('Embedding-Token').get_weights()[0], want)
+    plain = build_transformer_model(cfg, out, model='gau_alpha',
+                                    vocab_size=len(keep))
+    np.testing.assert_array_equal(
+        plain.get_layer('Embedding-Token').get_weights()[0], want)
+    with pytest.raises(CheckpointError, match='re-index'):
+        build_transformer_model(cfg, out, model='gau_alpha',
+                                keep_tokens=[0, 1, 3, 2])
+    # a reduced table without the marker is refused, not scrambled
+    reduced = dict(weights)
+    reduced['bert/embeddings/word_embeddings'] = want
+    bare = write_checkpoint(str(tmp_path / 'bare' / 'm.ckpt'), reduced)
+    with pytest.raises(CheckpointError, match='looks already reduced'):
+        build_transformer_model(cfg, bare, model='gau_alpha',
+                                keep_tokens=keep)
+
+
+def test_export_into_a_folder_replaces_its_checkpoint(tmp_path, weights,
+                                                      cfg):
+    """save_weights_as_checkpoint('X') with X a folder holding another
+    checkpoint: a later load of X returns the new weights."""
+    folder = tmp_path / 'X'
+    write_checkpoint(str(folder / 'old.ckpt'), weights)
+    t = build_transformer_model(cfg, model='gau_alpha',
+                                return_keras_model=False)
+    new = t.layers['Embedding-Token'].embeddings.numpy()
+    out = t.save_weights_as_checkpoint(str(folder))
+    assert os.path.dirname(out) == str(folder)
+    again = build_transformer_model(cfg, str(folder), model='gau_alpha')
+    np.testing.assert_array_equal(
+        again.get_layer('Embedding-Token').get_weights()[0], new)
