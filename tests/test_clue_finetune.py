@@ -104,3 +104,24 @@ def test_losses_against_numpy():
     want = np.log(1 + np.exp(-2.0) + np.exp(0.5)) + np.log(1 + np.exp(-1.0))
     got = heads.multilabel_loss(tf.constant(y), tf.constant(s))
     np.testing.assert_allclose(got.numpy(), [want], rtol=1e-5)
+
+
+@pytest.mark.parametrize('name', ['afqmc', 'c3', 'cmrc2018', 'cluener'])
+def test_heads_run_under_mixed_bfloat16(name, policy, setup_files):
+    """Every head kind gives float32 outputs and a finite loss under the
+    mixed_bfloat16 policy (the encoder body in bfloat16)."""
+    import gau_keras
+    from gau_keras.clue import pipeline
+    policy('mixed_bfloat16')
+    config, vocab = setup_files
+    tokenizer = encoding.load_tokenizer(vocab)
+    task = clue.get_task(name, os.path.join(FIXTURES, name), False)
+    encoder = gau_keras.build_transformer_model(
+        config, model='gau_alpha', vocab_size=tokenizer._vocab_size)
+    model = heads.build_head(task, encoder)
+    feats = pipeline.encode_examples(task, task.load('train'), tokenizer, 32)
+    x, y = pipeline.make_batch(task, feats[:2])
+    out = model([tf.constant(a) for a in x], training=True)
+    assert out.dtype == tf.float32
+    loss = heads.head_loss(task.head)(tf.constant(y), out)
+    assert loss.shape == (2,) and np.all(np.isfinite(loss.numpy()))
