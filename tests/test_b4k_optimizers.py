@@ -708,3 +708,52 @@ def test_build_optimizer_adafactor_and_training_flag():
     want = run_numpy(NumpyAdaFactor(beta1=0.9, min_dim_size_to_factor=3), [],
                      3, lr=0.01)
     assert_close(got, want)
+
+
+MIRRORED_SCRIPT = r'''
+import json, sys
+import gau_keras
+import numpy as np
+import tensorflow as tf
+from gau_keras import optimizers as gk, training
+training.use_logical_cpus(2)
+rs = np.random.RandomState(0)
+x = rs.randn(16, 5).astype('float32')
+y = rs.randn(16, 3).astype('float32')
+out = {}
+for name in ('default', 'mirrored'):
+    strategy = training.get_strategy(name)
+    with strategy.scope():
+        tf.keras.utils.set_random_seed(1)
+        inputs = tf.keras.Input((5,))
+        model = tf.keras.Model(inputs, tf.keras.layers.Dense(3)(inputs))
+        cls = gk.extend_with_exponential_moving_average(
+            gk.extend_with_lookahead(gk.extend_with_piecewise_linear_lr(
+                gk.extend_with_gradient_accumulation(gk.AdaFactor))))
+        opt = cls(0.2, beta1=0.9, grad_accum_steps=2, lr_schedule={1: 1},
+                  steps_per_slow_update=2, ema_momentum=0.5)
+        model.compile(opt, 'mse')
+    out['init'] = [w.tolist() for w in model.get_weights()]
+    model.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)
+    opt.apply_ema_weights()
+    out[name] = [w.tolist() for w in model.get_weights()]
+    out[name + '_iterations'] = int(opt.iterations.numpy())
+print('RESULT' + json.dumps(out))
+'''
+
+
+def test_composed_class_under_mirrored_strategy_equals_single_device():
+    """2 logical CPUs (own process: devices are set before TF starts)."""
+    import json
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, '-c', MIRRORED_SCRIPT],
+                          capture_output=True, text=True, timeout=300)
+    lines = [l for l in proc.stdout.splitlines() if l.startswith('RESULT')]
+    assert lines, proc.stderr[-3000:]
+    out = json.loads(lines[0][len('RESULT'):])
+    assert out['default_iterations'] == out['mirrored_iterations'] == 2
+    for a, b in zip(out['default'], out['mirrored']):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    assert np.abs(np.array(out['init'][0]) -
+                  np.array(out['default'][0])).max() > 1e-3
