@@ -76,6 +76,7 @@ def normalize(a, mask=None, method='softmax_plus'):
 
     n = number of keys the query may see (sum of its mask row).
       squared_relu: relu(a)² / n   (masked entries are 0)
+      squared_relu_n2: relu(a / n)²  (the paper's pseudo-code, 1/n²)
       softmax_plus: softmax(log(max(n, 16)) / log(512) · a) over visible keys
       softmax:      softmax(a) over visible keys
     """
@@ -86,6 +87,8 @@ def normalize(a, mask=None, method='softmax_plus'):
     n = mask.sum(axis=-1, keepdims=True).astype(np.float64)
     if method == 'squared_relu':
         return np.where(mask, np.maximum(a, 0.0) ** 2, 0.0) / n
+    if method == 'squared_relu_n2':
+        return np.where(mask, np.maximum(a / n, 0.0) ** 2, 0.0)
     if method == 'softmax_plus':
         return _masked_softmax(a * np.log(np.maximum(n, 16.0)) / np.log(512.0),
                                mask)

@@ -125,7 +125,7 @@ def _logits_and_mask(seed=3, b=2, m=5, n=7):
 
 
 @pytest.mark.parametrize('method', ['softmax_plus', 'squared_relu',
-                                    'softmax'])
+                                    'squared_relu_n2', 'softmax'])
 def test_normalizations_match_numpy(method):
     a, mask = _logits_and_mask()
     got = backend.normalize_attention(a, mask, method=method).numpy()
@@ -163,7 +163,7 @@ def test_squared_relu_divides_by_visible_count():
 
 
 @pytest.mark.parametrize('method', ['softmax_plus', 'squared_relu',
-                                    'softmax'])
+                                    'squared_relu_n2', 'softmax'])
 def test_normalization_with_float_bias(method):
     a, mask = _logits_and_mask(seed=5)
     bias = np.random.default_rng(6).normal(size=a.shape[1:]).astype(
@@ -174,7 +174,7 @@ def test_normalization_with_float_bias(method):
 
 
 @pytest.mark.parametrize('method', ['softmax_plus', 'squared_relu',
-                                    'softmax'])
+                                    'squared_relu_n2', 'softmax'])
 def test_normalization_float16_logits_stay_finite(method):
     a = np.full((1, 2, 6), 60000.0, np.float16)  # near float16 max
     mask = np.array([True, True, False, False, False, False])[None, None]
@@ -193,3 +193,75 @@ def test_unknown_normalization():
                                     method='relu2')
     with pytest.raises(ValueError, match='squared_relu'):
         backend.check_normalization('sparsemax')
+
+
+def test_squared_relu_n2_divides_by_visible_count_squared():
+    """relu²(a/n): the paper's pseudo-code, with n the visible keys (3)."""
+    a = np.array([[[1.0, -2.0, 3.0, 4.0]]], np.float32)
+    mask = np.array([[[True, True, True, False]]])
+    got = backend.normalize_attention(a, mask,
+                                      method='squared_relu_n2').numpy()
+    np.testing.assert_allclose(got[0, 0], [1 / 9, 0, 1, 0], rtol=1e-6)
+
+
+def test_registry_holds_every_normalization_once():
+    assert set(backend.normalization_names()) >= {
+        'softmax_plus', 'squared_relu', 'squared_relu_n2', 'softmax'}
+    for name in backend.normalization_names():
+        assert backend.get_normalization(name) is (
+            backend.ATTENTION_NORMALIZATIONS[name])
+
+
+def test_register_normalization_one_line():
+    """A new normalization is one line, and the GAU uses it by name."""
+    from gau_keras.layers import GatedAttentionUnit
+    backend.register_normalization('test_relu_n', lambda a, n:
+                                   tf.nn.relu(a) / n)
+    try:
+        a = np.array([[[1.0, -2.0, 3.0, 4.0]]], np.float32)
+        mask = np.array([[[True, True, True, False]]])
+        got = backend.normalize_attention(a, mask, method='test_relu_n')
+        np.testing.assert_allclose(got.numpy()[0, 0], [1 / 3, 0, 1, 0],
+                                   rtol=1e-6)
+        layer = GatedAttentionUnit(units=4, key_size=2,
+                                   normalization='test_relu_n')
+        assert layer(tf.ones([1, 3, 4])).shape == (1, 3, 4)
+    finally:
+        backend.ATTENTION_NORMALIZATIONS.pop('test_relu_n')
+    with pytest.raises(ValueError, match='test_relu_n'):
+        backend.check_normalization('test_relu_n')
+
+
+def test_register_normalization_refuses_bad_entries():
+    with pytest.raises(TypeError, match='callable'):
+        backend.register_normalization('x', 3)
+    with pytest.raises(ValueError, match='non-empty string'):
+        backend.register_normalization('', lambda a, n: a)
+    with pytest.raises(ValueError, match='my_layer.*normalization'):
+        backend.check_normalization(None, 'my_layer')
+
+
+def test_rope_layout_check_names_owner():
+    assert backend.check_rope_layout('half') == 'half'
+    with pytest.raises(ValueError, match="gau_3: rope_layout.*'neox'"):
+        backend.check_rope_layout('neox', 'gau_3')
+
+
+@pytest.mark.parametrize('dtype,eps', [('float16', 2.0**-11),
+                                       ('bfloat16', 2.0**-8)])
+@pytest.mark.parametrize('layout', ['interleaved', 'half'])
+def test_rope_low_precision_at_position_2000(dtype, eps, layout):
+    """Angles near 2000 rad are taken in float32: the fp16 / bf16 result is
+    the exact rotation of the same (rounded) values, up to the rounding of
+    the output.  Angles in the low dtype would be off by whole radians."""
+    rng = np.random.default_rng(7)
+    x = tf.cast(rng.normal(size=(2, 24, 4, 16)), dtype)
+    positions = 1990 + np.arange(24)
+    got = backend.rotary_position_embedding(x, positions, layout)
+    assert got.dtype == tf.as_dtype(dtype)
+    x64 = np.asarray(tf.cast(x, tf.float64))
+    for h in range(4):
+        want = ref.rope(x64[:, :, h], positions, layout)
+        np.testing.assert_allclose(
+            np.asarray(tf.cast(got[:, :, h], tf.float64)), want,
+            atol=4 * eps * np.abs(x64).max())

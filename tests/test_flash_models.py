@@ -1,4 +1,5 @@
-"""FLASH and FLASH-Quad models: builder, training, checkpoints, decoding."""
+"""FLASH and FLASH-Quad models: builder, numpy references read from their
+checkpoints, training, checkpoints (decoding: test_decoding.py)."""
 import json
 import os
 
@@ -11,20 +12,18 @@ from gau_keras import build_transformer_model
 from gau_keras.backend import keras
 from gau_keras.checkpoints import CheckpointError, write_checkpoint
 from gau_keras.configs import ConfigError, load_config
-from gau_keras.decoding import (FlashDecoder, generate_without_cache,
-                                sampler)
 from gau_keras.flash import MixedChunkAttention
 from gau_keras.layers import GatedAttentionUnit
 
 import flash_numpy_reference as ref_np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIGS = os.path.join(ROOT, 'configs')
+from conftest import config_path
+
 MODELS = ('flash', 'flash_quad')
 
 
 def config(model, size='tiny'):
-    return os.path.join(CONFIGS, '%s_%s.json' % (model, size))
+    return config_path('%s_%s' % (model, size))
 
 
 def build(model, application='encoder', **kwargs):
@@ -127,6 +126,9 @@ def test_lm_is_causal(model):
 
 @pytest.mark.parametrize('application', ['encoder', 'lm'])
 def test_flash_padding_invariance(application):
+    """Right padding (a causal model cannot see it anyway: the masked
+    tokens inside a sequence are checked against numpy below; left padding
+    does not apply, as bert4keras's Embedding never masks token 0)."""
     t = build('flash', application)
     lengths = [19, 8, 30]
     ids, seg = batch(3, 30)
@@ -138,24 +140,52 @@ def test_flash_padding_invariance(application):
         np.testing.assert_allclose(y[i, :n], alone[0], rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize('application', ['encoder', 'lm'])
-def test_flash_model_matches_numpy_from_its_checkpoint(application,
-                                                       tmp_path):
-    """The whole model (wiring, names) vs numpy fed with the checkpoint."""
-    t = build('flash', application, with_mlm='linear')
+def randomize(t, seed=0):
+    """Random weights of clearly different scales (gammas 1 ± 0.5), so a
+    swapped pair of weights in the checkpoint mapping changes the output."""
+    rng = np.random.RandomState(seed)
+    for w in t.model.weights:
+        scale = 0.5 if 'gamma' in w.name else 0.3
+        base = 1.0 if 'gamma' in w.name else 0.0
+        w.assign(base + scale * rng.normal(size=w.shape).astype('float32'))
+
+
+def read_checkpoint(t, tmp_path):
     prefix = t.save_weights_as_checkpoint(str(tmp_path / 'model.ckpt'))
     reader = tf.train.load_checkpoint(prefix)
-    checkpoint = {n: reader.get_tensor(n).astype(np.float64)
-                  for n, _ in tf.train.list_variables(prefix)}
+    return {n: reader.get_tensor(n).astype(np.float64)
+            for n, _ in tf.train.list_variables(prefix)}
+
+
+@pytest.mark.parametrize('model,options', [
+    ('flash', {}), ('flash', {'embedding_size': 24}),
+    ('flash', {'local_normalizer': 'chunk'}), ('flash_quad', {}),
+    ('flash_quad', {'embedding_size': 24})])
+@pytest.mark.parametrize('application', ['encoder', 'lm'])
+def test_model_matches_numpy_from_its_checkpoint(model, options,
+                                                 application, tmp_path):
+    """The whole model (wiring, checkpoint names, Embedding-Mapping) vs
+    numpy fed with the checkpoint it writes."""
+    t = build(model, application, with_mlm='linear', **options)
+    randomize(t)
+    checkpoint = read_checkpoint(t, tmp_path)
     ids, seg = batch(2, 19, seed=8)
-    ids[1, 13:] = 0
+    ids[1, 13:] = 0              # right padding
+    ids[0, [2, 9, 10]] = 0       # masked tokens inside the text
     seg[:, 10:] = 1
-    expected = ref_np.flash_model(checkpoint, ids, seg, t.num_hidden_layers,
-                                  8, causal=application == 'lm')
+    causal = application == 'lm'
+    if model == 'flash':
+        expected = ref_np.flash_model(
+            checkpoint, ids, seg, t.num_hidden_layers, 8, causal=causal,
+            local_normalizer=options.get('local_normalizer', 'visible'))
+    else:
+        expected = ref_np.flash_quad_model(checkpoint, ids, seg,
+                                           t.num_hidden_layers, causal)
     got = run(t.model, ids, seg)
     real = (ids != 0)[..., None]
     np.testing.assert_allclose(np.where(real, got, 0),
-                               np.where(real, expected, 0), atol=1e-5)
+                               np.where(real, expected, 0), rtol=1e-4,
+                               atol=1e-4)
 
 
 def _compile(model):
@@ -221,55 +251,6 @@ def test_checkpoint_names_round_trip_and_missing_variable(model, scope,
     broken = write_checkpoint(str(tmp_path / 'b' / 'model.ckpt'), partial)
     with pytest.raises(CheckpointError, match=missing):
         build(model, 'lm').load_weights_from_checkpoint(broken)
-
-
-@pytest.mark.parametrize('normalization,jit', [('squared_relu', True),
-                                               ('softmax_plus', False)])
-def test_cached_decoding_equals_full_forward(normalization, jit):
-    t = build('flash', 'lm', with_mlm='linear', normalization=normalization)
-    ids, seg = batch(2, 29, seed=4)
-    seg[:, 20:] = 1
-    ids[1, 11] = 0                    # a padding (masked) token mid-chunk
-    full = run(t.model, ids, seg)
-    decoder = FlashDecoder(t, jit_compile=jit)
-    decoder.reset(2)
-    steps = np.stack([decoder.step(ids[:, i], seg[:, i])
-                      for i in range(29)], axis=1)
-    np.testing.assert_allclose(steps, full, rtol=1e-5, atol=1e-5)
-
-
-def test_cached_generation_equals_uncached_generation():
-    lm = build_transformer_model(config('flash'), model='flash',
-                                 application='lm', chunk_size=4)
-    prompt = batch(2, 3, seed=5)[0]
-    decoder = FlashDecoder(lm)
-    cached = decoder.generate(prompt, 12)
-    uncached = generate_without_cache(lm, prompt, 12)
-    assert cached.shape == (2, 12)
-    np.testing.assert_array_equal(cached, uncached)
-    sampled = decoder.generate(prompt, 12, choose=sampler(3))
-    np.testing.assert_array_equal(
-        sampled, generate_without_cache(lm, prompt, 12, choose=sampler(3)))
-    assert len(np.unique(sampled)) > 3       # not a constant sequence
-
-
-def test_decoder_step_checks_batch_size():
-    decoder = FlashDecoder(build('flash', 'lm'), jit_compile=False)
-    decoder.reset(2)
-    decoder.step([[3], [4]])
-    with pytest.raises(ValueError, match='reset'):
-        decoder.step([[3]])
-
-
-def test_decoder_refuses_non_causal_and_non_flash_models():
-    with pytest.raises(ValueError, match='not causal'):
-        FlashDecoder(build('flash', 'encoder'))
-    with pytest.raises(ValueError, match='no FLASH layers'):
-        FlashDecoder(build('flash_quad', 'lm'))
-    with pytest.raises(ValueError, match='custom_position_ids'):
-        FlashDecoder(build('flash', 'lm', custom_position_ids=True))
-    with pytest.raises(TypeError, match='FLASH lm model'):
-        FlashDecoder('configs/flash_tiny.json')
 
 
 @pytest.mark.parametrize('policy_name,tol', [('mixed_float16', 3e-2),

@@ -76,7 +76,7 @@ def x_of(rng, b=2, n=7, d=D):
 
 
 @pytest.mark.parametrize('normalization', ['softmax_plus', 'squared_relu',
-                                           'softmax'])
+                                           'squared_relu_n2', 'softmax'])
 @pytest.mark.parametrize('layout', ['interleaved', 'half'])
 def test_gau_self_attention_matches_numpy(rng, normalization, layout):
     p = random_params(rng)
@@ -116,7 +116,8 @@ def test_gau_position_ids(rng):
                                atol=ATOL, rtol=1e-4)
 
 
-@pytest.mark.parametrize('normalization', ['softmax_plus', 'squared_relu'])
+@pytest.mark.parametrize('normalization', ['softmax_plus', 'squared_relu',
+                                           'squared_relu_n2'])
 def test_gau_key_padding_mask_matches_numpy(rng, normalization):
     p = random_params(rng)
     layer = make_gau(p, normalization=normalization)
@@ -193,6 +194,29 @@ def test_gau_causal_no_leak(rng, normalization):
     padded = layer(x, mask=tf.constant(mask)).numpy()
     np.testing.assert_allclose(padded[0, :4], layer(x[:1, :4]).numpy()[0],
                                atol=ATOL)
+
+
+@pytest.mark.parametrize('normalization', ['softmax_plus', 'squared_relu',
+                                           'squared_relu_n2'])
+def test_gau_causal_left_and_mid_padding(rng, normalization):
+    """Causal + padding before and inside the text: matches numpy, and the
+    left-padded row equals the unpadded text alone (RoPE is relative).  A
+    causal layer that ignored the key mask fails both (right padding alone
+    could not show it)."""
+    p = random_params(rng)
+    layer = make_gau(p, normalization=normalization, causal=True)
+    x = x_of(rng, b=2, n=12)
+    x[:, :4] = 50.0                       # loud padding values
+    mask = np.ones((2, 12), bool)
+    mask[0, :4] = False                   # left padding
+    mask[1, :4] = False
+    mask[1, [6, 9]] = False               # masked tokens inside the text
+    got = layer(x, mask=tf.constant(mask)).numpy()
+    want = ref.gau(x, p, E, S, key_mask=mask, is_causal=True,
+                   normalization=normalization)
+    np.testing.assert_allclose(got[mask], want[mask], atol=ATOL, rtol=1e-4)
+    alone = layer(x[:1, 4:]).numpy()[0]
+    np.testing.assert_allclose(got[0, 4:], alone, atol=ATOL, rtol=1e-4)
 
 
 def test_gau_causal_n_is_i_plus_1(rng):
@@ -353,18 +377,26 @@ def test_embedding_dense_mode_under_mixed_precision(rng, policy):
 # ----------------------------------------------------------- config & errors
 
 
-def test_gau_get_config_round_trip(rng):
+def _gau_call(layer, x):
+    return layer(x)
+
+
+def test_gau_get_config_round_trip(rng, layer_harness):
     p = random_params(rng)
-    layer = make_gau(p, normalization='squared_relu', rope_layout='half',
-                     causal=True)
-    config = layer.get_config()
-    clone = GatedAttentionUnit.from_config(config)
-    clone(tf.zeros([1, 3, D]))
-    set_params(clone, p)
-    x = x_of(rng)
-    np.testing.assert_allclose(clone(x).numpy(), layer(x).numpy(), atol=1e-6)
+    clone = layer_harness.config_round_trip(
+        lambda: make_gau(p, normalization='squared_relu_n2',
+                         rope_layout='half', causal=True), _gau_call,
+        x_of(rng))
+    assert (clone.normalization, clone.causal) == ('squared_relu_n2', True)
     assert set(custom_objects()) >= {'GatedAttentionUnit', 'RotaryEmbedding',
                                      'LayerNormalization', 'Embedding'}
+
+
+def test_gau_save_load(rng, layer_harness):
+    p = random_params(rng)
+    layer_harness.save_load(
+        lambda: make_gau(p, normalization='squared_relu', causal=True),
+        x_of(rng))
 
 
 def test_gau_bad_options():
@@ -388,25 +420,18 @@ def test_gau_odd_key_size_fails_clearly():
 @pytest.mark.parametrize('name,tol', [('mixed_bfloat16', 0.04),
                                       ('mixed_float16', 0.005)])
 @pytest.mark.parametrize('normalization', ['softmax_plus', 'squared_relu'])
-def test_gau_mixed_precision_close_to_float32(rng, policy, name, tol,
+def test_gau_mixed_precision_close_to_float32(rng, layer_harness, name, tol,
                                               normalization):
     p = random_params(rng)
-    layer32 = make_gau(p, normalization=normalization)
     x = x_of(rng, b=2, n=64)
     mask = np.zeros((2, 64), bool)
     mask[0, :3] = True       # 3 real tokens out of 64
     mask[1, :40] = True
     x[~mask] = rng.normal(size=x[~mask].shape) * 3   # padding ≠ zeros
-    want = layer32(x, mask=tf.constant(mask)).numpy()
-    policy(name)
-    layer = make_gau(p, normalization=normalization)
-    assert layer.compute_dtype == name.split('_')[1]
-    got = layer(x, mask=tf.constant(mask))
-    assert got.dtype == layer.compute_dtype
-    got = tf.cast(got, tf.float32).numpy()
-    assert np.all(np.isfinite(got))
-    scale = np.abs(want[mask]).max()
-    np.testing.assert_allclose(got[mask], want[mask], atol=tol * scale)
+    layer_harness.mixed_precision_close(
+        lambda: make_gau(p, normalization=normalization),
+        lambda layer, x: layer(x, mask=tf.constant(mask)), x, name, tol,
+        real=mask)
 
 
 # ------------------------------------------- bert4keras's own GAU, checked

@@ -1,5 +1,4 @@
 """Precision / XLA toggles on the tiny GAU-α (and FLASH) models."""
-import os
 
 import gau_keras
 import numpy as np
@@ -8,9 +7,9 @@ import tensorflow as tf
 
 from gau_keras import precision, training
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIGS = {m: os.path.join(ROOT, 'configs', '%s_tiny.json' % m)
-           for m in ('gau_alpha', 'flash')}
+from conftest import config_path
+
+CONFIGS = {m: config_path('%s_tiny' % m) for m in ('gau_alpha', 'flash')}
 
 
 @pytest.fixture(autouse=True)
@@ -48,22 +47,9 @@ def test_wrap_optimizer_only_under_fp16():
         precision.wrap_optimizer('adam')
 
 
-def model_available(model):
-    if not os.path.exists(CONFIGS[model]):
-        return False
-    try:
-        from gau_keras import models
-        models.model_class(model)
-    except Exception:
-        return False
-    return True
-
-
 def build(model, **kwargs):
-    if not model_available(model):
-        pytest.skip('%s is not available yet (no configs/%s_tiny.json or '
-                    "no model='%s' in gau_keras.models)"
-                    % (model, model, model))
+    """The tiny model with a linear head (no skip: a missing model or config
+    is an error)."""
     return gau_keras.build_transformer_model(
         CONFIGS[model], model=model, with_mlm='linear', **kwargs)
 
