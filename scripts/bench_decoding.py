@@ -1,6 +1,6 @@
 """Cached FLASH decoding vs re-running the full forward pass per token.
 
-Builds the causal FLASH LM of configs/flash_tiny.json (random weights),
+Builds the causal FLASH LM of the shipped flash_tiny config (random weights),
 greedily generates ``--tokens`` tokens after a short prompt both ways and
 prints both timings, the speedup and whether the token sequences are
 identical (random weights make greedy output repetitive, so it also
@@ -23,13 +23,24 @@ from gau_keras import build_transformer_model
 from gau_keras.decoding import (FlashDecoder, generate_without_cache,
                                 sampler)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def cpu_flags():
+    """The benchmark-relevant CPU flags of /proc/cpuinfo (bf16 / AMX / AVX)."""
+    wanted = ('avx2', 'avx512f', 'avx512_bf16', 'amx_bf16', 'amx_tile')
+    try:
+        with open('/proc/cpuinfo') as f:
+            flags = set(next((l for l in f if l.startswith('flags')),
+                             '').split())
+    except OSError:
+        flags = set()
+    return ' '.join(w for w in wanted if w in flags) or 'unknown'
 
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--config', default=os.path.join(ROOT, 'configs',
-                                                    'flash_tiny.json'))
+    p.add_argument('--config', default='flash_tiny',
+                   help='a config file or the name of a shipped config')
     p.add_argument('--tokens', type=int, default=512)
     p.add_argument('--prompt', type=int, default=8, help='prompt length')
     p.add_argument('--no-jit', action='store_true',
@@ -54,6 +65,8 @@ def main():
     decoder.generate(prompt, 2)                      # compile the step
     cached, t_cached = timed(decoder.generate, prompt, args.tokens)
     full, t_full = timed(generate_without_cache, lm, prompt, args.tokens)
+    print('CPU flags: %s; load average %.2f' % (cpu_flags(),
+                                                os.getloadavg()[0]))
     print('model: %s (d=%d, %d blocks, chunk_size=%d), prompt %d tokens, '
           'greedy, %d new tokens, XLA step: %s'
           % (os.path.basename(args.config), lm.hidden_size,

@@ -21,6 +21,18 @@ from gau_keras import build_transformer_model
 from gau_keras.backend import keras
 
 
+def cpu_flags():
+    """The benchmark-relevant CPU flags of /proc/cpuinfo (bf16 / AMX / AVX)."""
+    wanted = ('avx2', 'avx512f', 'avx512_bf16', 'amx_bf16', 'amx_tile')
+    try:
+        with open('/proc/cpuinfo') as f:
+            flags = set(next((l for l in f if l.startswith('flags')),
+                             '').split())
+    except OSError:
+        flags = set()
+    return ' '.join(w for w in wanted if w in flags) or 'unknown'
+
+
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--lengths', type=int, nargs='+',
@@ -33,6 +45,9 @@ def parse_args():
                    help='blocks (2 attention layers each)')
     p.add_argument('--chunk', type=int, default=256, help='FLASH chunk c')
     p.add_argument('--vocab', type=int, default=1000)
+    p.add_argument('--local-normalizer', default=None,
+                   choices=['visible', 'chunk'],
+                   help="FLASH's local divisor (default: the model's)")
     p.add_argument('--steps', type=int, default=5,
                    help='timed steps after one warm-up step (best is kept:'
                         ' the least disturbed by other processes)')
@@ -41,12 +56,15 @@ def parse_args():
 
 def build(model, args):
     """The encoder with a linear MLM head, compiled with Adam."""
+    extra = {}
+    if args.local_normalizer and model == 'flash':
+        extra['local_normalizer'] = args.local_normalizer
     m = build_transformer_model(
         model=model, vocab_size=args.vocab, hidden_size=args.hidden,
         intermediate_size=2 * args.hidden, attention_key_size=args.key_size,
         num_attention_heads=1, num_hidden_layers=args.blocks,
         hidden_act='swish', type_vocab_size=0, chunk_size=args.chunk,
-        with_mlm='linear')
+        with_mlm='linear', **extra)
     m.compile(optimizer=keras.optimizers.Adam(1e-4),
               loss=keras.losses.SparseCategoricalCrossentropy(
                   from_logits=True))
@@ -95,6 +113,7 @@ def main():
              args.blocks, args.vocab, args.tokens, args.steps,
              tf.config.threading.get_intra_op_parallelism_threads() or
              os.cpu_count()))
+    print('CPU flags: %s' % cpu_flags())
     print('load average before: %.2f' % os.getloadavg()[0])
     best, models = measure(args)
     n0 = args.lengths[0]
