@@ -207,7 +207,18 @@ class ScaleOffset(keras.layers.Layer):
 
 
 class GatedUnitBase(keras.layers.Layer):
-    """Options and sublayers shared by the GAU and the mixed-chunk FLASH layer."""
+    """Options and sublayers shared by the GAU and the mixed-chunk FLASH layer.
+
+    ``normalization`` is any name of ``backend.ATTENTION_NORMALIZATIONS``;
+    ``rope_layout`` one of ``backend.ROPE_LAYOUTS`` (both checked here, the
+    error naming the layer).  Subclasses build their projections with
+    ``_dense`` and apply ``_rope`` / ``_dropout``.  Example::
+
+        class MyUnit(GatedUnitBase):
+            def build(self, input_shape):
+                self.i_dense = self._dense(self.units, 'i_dense')
+                super(MyUnit, self).build(input_shape)
+    """
 
     def __init__(self, units, key_size=128, activation='swish', use_bias=True,
                  normalization='softmax_plus', attention_dropout=None,
@@ -291,7 +302,7 @@ class GatedAttentionUnit(GatedUnitBase):
 
         U = φ(X W_u),  V = φ(X W_v),  Z = φ(X W_z)   one dense, split [u, v, z]
         Q = RoPE(γ_q ⊙ Z + β_q),  K = RoPE(γ_k ⊙ Z + β_k)
-        A = normalize(Q Kᵀ / √s)        softmax_plus | squared_relu | softmax
+        A = normalize(Q Kᵀ / √s)        any backend.ATTENTION_NORMALIZATIONS
         O = (U ⊙ A V) W_o
 
     Self-attention: ``gau(x)`` or ``gau(x, attention_bias=bias)``.
