@@ -245,6 +245,24 @@ def factored_shape(shape, min_dim_size_to_factor):
     return shape1, int(indices[-1]), shape2, int(indices[-2])
 
 
+def completed_updates(optimizer):
+    """Number of updates made before the current one (an int64 tensor).
+
+    ``iterations`` counts ``apply_gradients`` calls; under gradient
+    accumulation an update takes ``grad_accum_steps`` of them, so this is
+    ``micro_steps // grad_accum_steps`` there.  Adam's bias correction,
+    AdaFactor's β2, Lookahead's period and the EMA's bias correction count
+    updates.  Example::
+
+        t = completed_updates(opt) + 1
+    """
+    k = getattr(optimizer, 'grad_accum_steps', None)
+    micro = getattr(optimizer, 'micro_steps', None)
+    if k and micro is not None:
+        return micro // k
+    return optimizer.iterations
+
+
 def _update_then(parent, gradient, variable, transform):
     """Base update of ``variable``, then ``variable ← transform(old, new)``.
 
@@ -320,7 +338,7 @@ class _SlotOptimizer(keras.optimizers.Optimizer):
         return tf.cast(self.learning_rate, dtype)
 
     def _step(self, dtype):
-        return tf.cast(self.iterations + 1, dtype)
+        return tf.cast(completed_updates(self) + 1, dtype)
 
     def _lr_config(self):
         return self._serialize_hyperparameter(self._learning_rate)
@@ -330,7 +348,7 @@ class _SlotOptimizer(keras.optimizers.Optimizer):
 class Adam(_SlotOptimizer):
     """bert4keras's Adam (``bias_correction`` may be turned off).
 
-    Update (t = iterations + 1)::
+    Update (t = number of this update, 1, 2, …)::
 
         m ← β1·m + (1−β1)·g ;  v ← β2·v + (1−β2)·g²
         w ← w − lr · m̂ / (√v̂ + ε)     (m̂, v̂ bias-corrected or not)
@@ -409,7 +427,8 @@ class Lion(_SlotOptimizer):
 class AdaFactor(_SlotOptimizer):
     """AdaFactor (Shazeer & Stern, 2018) as bert4keras defines it.
 
-    With t = iterations + 1, β2 = ``beta2`` or 1 − t^−0.8, and
+    With t = number of this update (1, 2, …), β2 = ``beta2`` or 1 − t^−0.8,
+    and
     g² = g² + ε1::
 
         v ← β2·v + (1−β2)·g²           (or factored: row/col means vr, vc,
@@ -420,8 +439,8 @@ class AdaFactor(_SlotOptimizer):
                                         the name matches an exclusion)
         w ← w − lr·u
 
-    ``learning_rate=None`` gives lr = min(1/√t, 0.01) (× 0.05 without
-    parameter scale).  bert4keras's ``AdaFactorV1`` (Keras) and
+    ``learning_rate=None`` gives lr = min(1/√(iterations + 1), 0.01) (× 0.05
+    without parameter scale).  bert4keras's ``AdaFactorV1`` (Keras) and
     ``AdaFactorV2`` (tf.keras) are the same update; both names are this
     class.  Example::
 
@@ -449,7 +468,7 @@ class AdaFactor(_SlotOptimizer):
             exclude_from_parameter_scale, 'exclude_from_parameter_scale')
 
     def beta2(self, dtype=tf.float32):
-        """β2 of this update: ``beta2`` or 1 − t^−0.8 (t = iterations + 1)."""
+        """β2 of this update: ``beta2`` or 1 − t^−0.8 (t = update number)."""
         if self._beta2 is not None:
             return tf.constant(self._beta2, dtype)
         return 1.0 - tf.pow(self._step(dtype), -0.8)
@@ -675,14 +694,18 @@ def extend_with_gradient_accumulation(BaseOptimizer):
     """New class: gradients of ``grad_accum_steps`` calls make one update.
 
     Each ``apply_gradients`` call adds its gradients to accumulators; every
-    k-th call applies their mean and clears them.  With a mean loss this is
-    one step on a k-times larger batch.  ``iterations`` (and so bias
-    correction and the learning-rate schedule) counts real updates; the
-    ``micro_steps`` variable counts calls.  Accumulators and ``micro_steps``
-    are optimizer variables (saved by ``tf.train.Checkpoint``).  Under fp16
-    a call with overflowing gradients is skipped by ``LossScaleOptimizer``
-    (which then adds 1 to ``iterations``, as tf-keras does for any
-    optimizer).  Example::
+    k-th call applies their mean and clears them.  With a mean loss and a
+    constant learning rate this is one step on a k-times larger batch.
+
+    Counting, as bert4keras and Keras 3: ``iterations`` counts calls, so a
+    learning-rate schedule counts micro-batches (like the Trainer's steps)
+    and the update made at call i uses the learning rate of step i.  Adam's
+    bias correction, AdaFactor's β2, Lookahead and EMA count updates
+    (``completed_updates``).  ``micro_steps`` counts accepted calls; it and
+    the accumulators are optimizer variables (saved by
+    ``tf.train.Checkpoint``).  Under fp16 a call with overflowing gradients
+    is skipped by ``LossScaleOptimizer`` (which adds 1 to ``iterations``
+    only).  Example::
 
         AdamAcc = extend_with_gradient_accumulation(Adam, name='AdamAcc')
         opt = AdamAcc(1e-4, grad_accum_steps=8)
@@ -720,7 +743,7 @@ def extend_with_gradient_accumulation(BaseOptimizer):
                     var, self._accumulate_one, args=(grad, apply),
                     group=False)
             self.micro_steps.assign_add(1)
-            return self.iterations.assign_add(tf.cast(apply, tf.int64))
+            return self.iterations.assign_add(1)
 
         def _accumulate_one(self, var, grad, apply):
             acc = self._accumulators[self._index_dict[self._var_key(var)]]
@@ -778,8 +801,8 @@ def extend_with_lookahead(BaseOptimizer):
                 return None
             slow = self._slow_vars[self._index_dict[self._var_key(variable)]]
             k, alpha = self.steps_per_slow_update, self.slow_step_size
-            first = tf.equal(self.iterations, 0)
-            sync = tf.equal((self.iterations + 1) % k, 0)
+            done = completed_updates(self)
+            first, sync = tf.equal(done, 0), tf.equal((done + 1) % k, 0)
 
             def look_ahead(old, new):
                 phi = tf.where(first, old, slow)
@@ -843,8 +866,8 @@ def extend_with_exponential_moving_average(BaseOptimizer):
 
     After each update ema ← μ·ema + (1−μ)·w (ema starts at 0,
     μ = ``ema_momentum``, default 0.999).  ``apply_ema_weights()`` saves the
-    weights and loads the averages (divided by 1 − μ^iterations with
-    ``bias_correction``); ``reset_old_weights()`` puts the saved weights
+    weights and loads the averages (divided by 1 − μ^(number of updates)
+    with ``bias_correction``); ``reset_old_weights()`` puts the saved weights
     back.  Example::
 
         AdamEMA = extend_with_exponential_moving_average(Adam, name='AdamEMA')
@@ -895,7 +918,8 @@ def extend_with_exponential_moving_average(BaseOptimizer):
             ema = [w.numpy() for w in self.ema_weights]
             if bias_correction:
                 scale = 1.0 - np.power(self.ema_momentum,
-                                       int(self.iterations.numpy()))
+                                       int(tf.convert_to_tensor(
+                                           completed_updates(self))))
                 ema = [w / scale for w in ema]
             for w, value in zip(self.model_weights, ema):
                 w.assign(value)
@@ -1025,7 +1049,7 @@ AdamW.__doc__ = """Adam + decoupled weight decay that skips biases and norms.
     decayed; neither is any variable whose name matches (``re.search``) one of
     ``exclude_from_weight_decay``.  ``lr_schedule`` as bert4keras.
 
-    Update (t = iterations + 1, ε added to √v̂ as bert4keras)::
+    Update (t = update number, ε added to √v̂ as bert4keras)::
 
         m ← β1·m + (1−β1)·g ;  v ← β2·v + (1−β2)·g²
         w ← w − lr·(m̂/(√v̂ + ε) + wd·w)       (wd·w unless excluded)

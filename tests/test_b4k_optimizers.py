@@ -447,12 +447,13 @@ def test_lookahead_first_update_keeps_the_weights():
 # ---------------------------------------------------- accumulation + api
 
 def test_accumulation_with_schedule_matches_numpy_mean():
-    """k calls = one bert4keras update on the mean gradient; the schedule
-    and bias correction count updates."""
-    k, updates = 3, 3
+    """k calls = one bert4keras update on the mean gradient; as bert4keras,
+    the schedule counts calls (the update at call i uses step i), while
+    bias correction counts updates."""
+    k, updates, schedule = 3, 3, {4: 1.0, 7: 0.5}
     cls = gk.extend_with_piecewise_linear_lr(
         gk.extend_with_gradient_accumulation(gk.Adam))
-    opt = cls(LR, lr_schedule={1: 1.0, 2: 0.5}, grad_accum_steps=k)
+    opt = cls(LR, lr_schedule=schedule, grad_accum_steps=k)
     init, coef = problem()
     variables = {n: tf.Variable(v, name=n) for n, v in init.items()}
     w = {n: v.astype('float64') for n, v in init.items()}
@@ -463,13 +464,13 @@ def test_accumulation_with_schedule_matches_numpy_mean():
             grads = [tf.constant(s * numpy_grad(n, w[n], coef, 1), tf.float32)
                      for n in variables]
             opt.apply_gradients(zip(grads, variables.values()))
-        lr = LR * hand_piecewise(i, {1: 1.0, 2: 0.5})
+        lr = LR * hand_piecewise((i + 1) * k - 1, schedule)
         for n in w:
             g = scales.mean() * numpy_grad(n, w[n], coef, 1)
             w[n] = np_adam(n, w[n], g, i + 1, lr)
         assert_close({n: v.numpy() for n, v in variables.items()}, w)
-    assert int(opt.iterations) == updates
-    assert int(opt.micro_steps) == updates * k
+    assert int(opt.iterations) == int(opt.micro_steps) == updates * k
+    assert int(gk.completed_updates(opt)) == updates
 
 
 def test_every_bert4keras_name_exists():
@@ -597,7 +598,7 @@ def test_checkpoint_holds_accumulators_mid_accumulation(tmp_path):
         calls(opt2, variables2, 2, 4)
         if built_first:
             calls(opt, variables, 2, 4)
-        assert int(opt2.iterations) == 2 and int(opt2.micro_steps) == 6
+        assert int(opt2.iterations) == int(opt2.micro_steps) == 6
         for k in init:
             np.testing.assert_array_equal(variables2[k].numpy(),
                                           variables[k].numpy(), err_msg=k)
@@ -638,10 +639,11 @@ def test_compile_fit_with_composed_classes(precision):
         losses = history.history['loss']
         assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]
         # 16 calls; under fp16 an overflowing call is skipped (and counted
-        # in iterations, as tf-keras does); 2 accepted calls = 1 update
+        # in iterations only, as tf-keras does); 2 accepted calls = 1 update
         skipped = 16 - int(opt.micro_steps)
         assert skipped == 0 if precision == 'fp32' else 0 <= skipped <= 3
-        assert int(opt.iterations) == int(opt.micro_steps) // 2 + skipped
+        assert int(opt.iterations) == 16
+        assert int(gk.completed_updates(opt)) == int(opt.micro_steps) // 2
     opt = AdamLRG(0.05, lr_schedule={2: 1}, grad_accum_steps=2,
                   ema_momentum=0.5)
     model = linear_model()
@@ -659,9 +661,9 @@ def test_compile_fit_with_composed_classes(precision):
 def test_trainer_with_composed_class_matches_numpy(tmp_path):
     """Trainer + extend_with_piecewise_linear_lr(
     extend_with_gradient_accumulation(Adam)) = numpy Adam on the mean
-    gradient of k batches, schedule in updates."""
+    gradient of k batches, schedule in calls (= Trainer steps)."""
     from gau_keras import training
-    k, updates, schedule = 2, 3, {1: 1.0, 2: 0.5}
+    k, updates, schedule = 2, 3, {2: 1.0, 4: 0.5}
     cls = gk.extend_with_piecewise_linear_lr(
         gk.extend_with_gradient_accumulation(gk.Adam))
     x, y = linear_data(24)
@@ -683,14 +685,14 @@ def test_trainer_with_composed_class_matches_numpy(tmp_path):
         for xb, yb in batches[i * k:(i + 1) * k]:
             r = xb @ w['w'] + w['b'] - yb
             grads.append((2 * xb.T @ r / r.size, 2 * r.sum(0) / r.size))
-        lr = LR * hand_piecewise(i, schedule)
+        lr = LR * hand_piecewise((i + 1) * k - 1, schedule)
         for j, name in enumerate(['w', 'b']):
             g = np.mean([gr[j] for gr in grads], axis=0)
             w[name] = adam(name, w[name], g, i + 1, lr)
     got_w, got_b = model.get_weights()
     np.testing.assert_allclose(got_w, w['w'], atol=2e-5)
     np.testing.assert_allclose(got_b, w['b'], atol=2e-5)
-    assert int(opt.iterations) == updates
+    assert int(opt.iterations) == k * updates
 
 
 def test_build_optimizer_adafactor_and_training_flag():
@@ -730,7 +732,7 @@ for name in ('default', 'mirrored'):
         cls = gk.extend_with_exponential_moving_average(
             gk.extend_with_lookahead(gk.extend_with_piecewise_linear_lr(
                 gk.extend_with_gradient_accumulation(gk.AdaFactor))))
-        opt = cls(0.2, beta1=0.9, grad_accum_steps=2, lr_schedule={1: 1},
+        opt = cls(0.2, beta1=0.9, grad_accum_steps=2, lr_schedule={2: 1},
                   steps_per_slow_update=2, ema_momentum=0.5)
         model.compile(opt, 'mse')
     out['init'] = [w.tolist() for w in model.get_weights()]
@@ -752,7 +754,7 @@ def test_composed_class_under_mirrored_strategy_equals_single_device():
     lines = [l for l in proc.stdout.splitlines() if l.startswith('RESULT')]
     assert lines, proc.stderr[-3000:]
     out = json.loads(lines[0][len('RESULT'):])
-    assert out['default_iterations'] == out['mirrored_iterations'] == 2
+    assert out['default_iterations'] == out['mirrored_iterations'] == 4
     for a, b in zip(out['default'], out['mirrored']):
         np.testing.assert_allclose(a, b, atol=1e-5)
     assert np.abs(np.array(out['init'][0]) -

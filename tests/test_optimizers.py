@@ -189,13 +189,25 @@ def fit_linear(optimizer, batches, w0, jit_compile=False):
     return w.numpy(), b.numpy()
 
 
+def accumulated_schedule(k):
+    """{1: 1, 3: 0.5} over updates, as a schedule over calls.
+
+    The schedule counts calls and the update made at call i uses step i;
+    update u is made at call k(u+1) − 1, so step u maps to k(u+1) − 1.
+    """
+    return {0: 0.0, k - 1: 0.0, 2 * k - 1: 1.0, 4 * k - 1: 0.5}
+
+
 def build(base, k=1):
-    """Optimizer by name; 'sgd' is tf-keras SGD (not scale-invariant)."""
+    """Optimizer by name; 'sgd' is tf-keras SGD (not scale-invariant).
+
+    Its lr schedule is {1: 1, 3: 0.5} in updates for every k.
+    """
+    schedule = {1: 1.0, 3: 0.5} if k == 1 else accumulated_schedule(k)
     if base != 'sgd':
         return gk.build_optimizer(base, 0.1, weight_decay=0.05,
-                                  lr_schedule={1: 1.0, 3: 0.5},
-                                  grad_accum_steps=k)
-    lr = gk.PiecewiseLinearSchedule(0.02, {1: 1.0, 3: 0.5})
+                                  lr_schedule=schedule, grad_accum_steps=k)
+    lr = gk.PiecewiseLinearSchedule(0.02, schedule)
     if k == 1:
         return tf.keras.optimizers.SGD(lr, momentum=0.9, weight_decay=0.05)
     cls = gk.extend_with_gradient_accumulation(tf.keras.optimizers.SGD)
@@ -217,8 +229,8 @@ def test_accumulation_equals_big_batch(base, mode):
     for a, b in zip(got, want):
         np.testing.assert_allclose(a, b, atol=1e-5)
     inner = getattr(accumulated, 'inner_optimizer', accumulated)
-    assert int(inner.iterations) == updates
-    assert int(inner.micro_steps) == updates * k
+    assert int(inner.iterations) == int(inner.micro_steps) == updates * k
+    assert int(gk.completed_updates(inner)) == updates
     # and it is not the same as k separate small steps
     small = fit_linear(build(base), micro, w0)
     assert np.abs(small[0] - want[0]).max() > 1e-3
@@ -256,7 +268,7 @@ def test_accumulation_matches_numpy_on_the_mean_gradient(base):
     """k micro-batches = one numpy update on the MEAN of their gradients.
 
     SGD is not scale-invariant, so a sum instead of a mean (or a missing
-    1/k) cannot pass; the schedule and bias correction count updates.
+    1/k) cannot pass; the schedule counts calls, bias correction updates.
     """
     x, y, w0 = regression_data()
     k, updates = 4, 4
@@ -269,13 +281,13 @@ def test_accumulation_matches_numpy_on_the_mean_gradient(base):
     for t in range(updates):
         grads = [numpy_linear_grads(w['w'], w['b'], xb, yb)
                  for xb, yb in micro[t * k:(t + 1) * k]]
-        lr = lr0 * {0: 0.0, 1: 1.0, 2: 0.75}.get(t, 0.5)
+        lr = lr0 * {0: 0.0, 1: 1.0, 2: 0.75}.get(t, 0.5)   # {1: 1, 3: .5}
         for j, name in enumerate(['w', 'b']):
             g = np.mean([gr[j] for gr in grads], axis=0)
             w[name] = numpy_update(base, state, name, w[name], g, t + 1, lr)
     np.testing.assert_allclose(got[0], w['w'], atol=2e-5)
     np.testing.assert_allclose(got[1], w['b'], atol=2e-5)
-    assert int(opt.iterations) == updates
+    assert int(opt.iterations) == updates * k
 
 
 @pytest.mark.parametrize('name', ['adamw', 'lamb'])
@@ -316,8 +328,8 @@ def test_keras_fit_with_fp16_xla_and_accumulation(name):
     assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]
     assert isinstance(model.optimizer,
                       tf.keras.mixed_precision.LossScaleOptimizer)
-    # 12 calls; a call that overflows in fp16 is skipped (and, as in
-    # tf-keras, counted in iterations), every 2 accepted calls make an update
+    # 12 calls (= iterations); a call that overflows in fp16 is skipped (not
+    # counted in micro_steps), every 2 accepted calls make an update
     skipped = 12 - int(opt.micro_steps)
-    assert 0 <= skipped <= 2
-    assert int(opt.iterations) == int(opt.micro_steps) // 2 + skipped
+    assert 0 <= skipped <= 2 and int(opt.iterations) == 12
+    assert int(gk.completed_updates(opt)) == int(opt.micro_steps) // 2
