@@ -697,11 +697,11 @@ def extend_with_gradient_accumulation(BaseOptimizer):
     k-th call applies their mean and clears them.  With a mean loss and a
     constant learning rate this is one step on a k-times larger batch.
 
-    Counting, as bert4keras and Keras 3: ``iterations`` counts calls, so a
-    learning-rate schedule counts micro-batches (like the Trainer's steps)
-    and the update made at call i uses the learning rate of step i.  Adam's
-    bias correction, AdaFactor's β2, Lookahead and EMA count updates
-    (``completed_updates``).  ``micro_steps`` counts accepted calls; it and
+    Counting: ``iterations`` counts calls (as bert4keras), so a learning-rate
+    schedule counts micro-batches (like the Trainer's steps) and the update
+    made at call i uses the learning rate of step i; Adam's bias correction,
+    AdaFactor's β2, Lookahead and EMA count updates (``completed_updates``),
+    as Keras 3's own accumulation does.  ``micro_steps`` counts accepted calls; it and
     the accumulators are optimizer variables (saved by
     ``tf.train.Checkpoint``).  Under fp16 a call with overflowing gradients
     is skipped by ``LossScaleOptimizer`` (which adds 1 to ``iterations``
