@@ -212,3 +212,14 @@ def test_zip_holds_the_submission_files_at_its_root(tmp_path):
                                         'chid11_predict.json']
         assert json.loads(z.read('chid11_predict.json'))['#idiom000201#'] \
             in range(10)
+
+
+def test_any_task_predicts_a_present_test10_file(tmp_path):
+    import shutil
+    folder = tmp_path / 'afqmc'
+    shutil.copytree(os.path.join(FIXTURES, 'afqmc'), folder)
+    shutil.copy(folder / 'test.json', folder / 'test1.0.json')
+    sets = clue.get_task('afqmc', str(folder), False).test_sets()
+    assert [(s[0], s[2]) for s in sets] == [
+        ('test.json', 'afqmc_predict.json'),
+        ('test1.0.json', 'afqmc10_predict.json')]

@@ -37,7 +37,8 @@ class Task(object):
 
     ``split_files``: files of train / dev; ``test_files``: (test file,
     submission file) pairs, the first required, the others predicted when
-    present (CLUE 1.0 test sets).
+    present (CLUE 1.0 test sets; a ``test1.0.json`` of any task is
+    predicted into ``<task>10_predict.json`` unless named otherwise).
     """
     name = None
     aliases = ()
@@ -73,7 +74,10 @@ class Task(object):
         """[(test file name, examples, submission file name)] for the
         required test file and every optional one that is present."""
         out = []
-        for i, (test_name, out_name) in enumerate(self.test_files):
+        files = list(self.test_files)
+        if 'test1.0.json' not in dict(files):       # CLUE 1.0 test set
+            files.append(('test1.0.json', '%s10_predict.json' % self.name))
+        for i, (test_name, out_name) in enumerate(files):
             path = os.path.join(self.data_dir, test_name)
             if i > 0 and not os.path.isfile(path):
                 continue
