@@ -298,6 +298,19 @@ def test_adafactor_matches_numpy(case):
     assert_close(got, want)
 
 
+def test_piecewise_lr_over_relative_step_adafactor():
+    """bert4keras: AdaFactor's min(1/√t, 0.01) times the schedule."""
+    cls = gk.extend_with_piecewise_linear_lr(gk.AdaFactor, name='B4K_AFLR')
+    got, _ = run_tf(cls(None, lr_schedule={2: 1}, min_dim_size_to_factor=3),
+                    4)
+    adafactor = NumpyAdaFactor(min_dim_size_to_factor=3)
+
+    def base(name, w, g, t, lr):
+        lr = min(1 / np.sqrt(t), 0.01) * hand_piecewise(t - 1, {2: 1})
+        return adafactor(name, w, g, t, lr)
+    assert_close(got, run_numpy(base, [], 4, lr=None))
+
+
 def test_adafactor_factors_the_two_largest_axes():
     opt = gk.AdaFactor(min_dim_size_to_factor=3)
     _, variables = run_tf(opt, 1)
