@@ -38,9 +38,23 @@ import tensorflow as tf
 from gau_keras import backend
 from gau_keras.layers import GatedUnitBase, ScaleOffset, mask_of, register
 
-#: Values of ``local_normalizer``: the n of the local part is the keys each
-#: query sees in its chunk ('visible') or the chunk size c ('chunk').
-LOCAL_NORMALIZERS = ('visible', 'chunk')
+
+def visible_key_counts(mask, chunk_size):
+    """m = Σ_j mask[.., i, j] (≥ 1): the keys query i sees in its chunk."""
+    del chunk_size
+    n = tf.reduce_sum(tf.cast(mask, tf.float32), axis=-1, keepdims=True)
+    return tf.maximum(n, 1.0)
+
+
+def chunk_key_counts(mask, chunk_size):
+    """m = c for every query (the paper's 1/c)."""
+    del mask
+    return tf.cast(chunk_size, tf.float32)
+
+
+#: Values of ``local_normalizer`` → m(mask, c), the divisor of the local
+#: part: the keys each query sees in its chunk, or the chunk size.
+LOCAL_NORMALIZERS = {'visible': visible_key_counts, 'chunk': chunk_key_counts}
 
 
 def check_local_normalizer(local_normalizer, owner='MixedChunkAttention'):
@@ -48,9 +62,11 @@ def check_local_normalizer(local_normalizer, owner='MixedChunkAttention'):
 
     Example: ``check_local_normalizer('chunk')`` → 'chunk'.
     """
-    if local_normalizer not in LOCAL_NORMALIZERS:
+    if not isinstance(local_normalizer, str) or (
+            local_normalizer not in LOCAL_NORMALIZERS):
         raise ValueError('%s: local_normalizer must be one of %s, got %r'
-                         % (owner, LOCAL_NORMALIZERS, local_normalizer))
+                         % (owner, ', '.join(sorted(LOCAL_NORMALIZERS)),
+                            local_normalizer))
     return local_normalizer
 
 
@@ -105,10 +121,8 @@ def local_key_counts(mask, chunk_size, local_normalizer='visible'):
 
     Example: ``local_key_counts(m, 4)`` → [b, g, c, 1].
     """
-    if check_local_normalizer(local_normalizer) == 'chunk':
-        return tf.cast(chunk_size, tf.float32)
-    n = tf.reduce_sum(tf.cast(mask, tf.float32), axis=-1, keepdims=True)
-    return tf.maximum(n, 1.0)
+    return LOCAL_NORMALIZERS[check_local_normalizer(local_normalizer)](
+        mask, chunk_size)
 
 
 def chunk_attention_weights(logits, mask, n, normalization):
@@ -372,5 +386,6 @@ def _write(cache, value, hot):
 __all__ = ['MixedChunkAttention', 'DecodeState', 'LOCAL_NORMALIZERS',
            'quadratic_chunk_attention', 'linear_global_attention',
            'causal_linear_global_attention', 'chunk_attention_weights',
-           'local_key_counts', 'split_chunks', 'merge_chunks',
+           'local_key_counts', 'visible_key_counts', 'chunk_key_counts',
+           'split_chunks', 'merge_chunks',
            'pad_to_chunks', 'check_chunk_size', 'check_local_normalizer']
