@@ -5,6 +5,13 @@ weights to ``--out``.  Batches are a pure function of their position.
 
     python tests/_train_worker.py --model mlp --strategy mirrored --cpus 2 \
         --workdir /tmp/w --out /tmp/w.npz --steps 6
+
+``--fault_window STAGE:N`` marks three points inside every checkpoint
+write for tests/test_faults.py: it prints ``window <stage>`` before the
+shards are merged into ``ckpt-N.index/data`` (stage merge), before the
+``checkpoint`` state file is updated (state) and before each file of an old
+checkpoint is deleted (sweep), and stalls at the N-th STAGE point, where
+the test SIGKILLs it.
 """
 import argparse
 import os
@@ -46,6 +53,30 @@ def build_model(kind, dropout):
         attention_dropout_rate=dropout)
 
 
+def open_fault_windows(spec):
+    """Print at three points of every checkpoint write; stall at the N-th
+    point of STAGE (``spec`` = 'STAGE:N')."""
+    from tensorflow.python.checkpoint import checkpoint_management as cm
+    from tensorflow.python.ops import gen_io_ops
+    target, n = spec.split(':')
+    left = [int(n)]
+
+    def window(stage, fn):
+        def paused(*args, **kwargs):
+            print('window %s' % stage, flush=True)
+            if stage == target:
+                left[0] -= 1
+                if left[0] == 0:
+                    time.sleep(600)     # until the test kills us
+            return fn(*args, **kwargs)
+        return paused
+    gen_io_ops.merge_v2_checkpoints = window(
+        'merge', gen_io_ops.merge_v2_checkpoints)
+    cm.update_checkpoint_state_internal = window(
+        'state', cm.update_checkpoint_state_internal)
+    cm._delete_file_if_exists = window('sweep', cm._delete_file_if_exists)
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument('--model', default='mlp', choices=['mlp', 'gau_alpha'])
@@ -58,9 +89,12 @@ def main():
     p.add_argument('--steps', type=int, default=6)
     p.add_argument('--save_every', type=int, default=2)
     p.add_argument('--sleep', type=float, default=0.0)
+    p.add_argument('--fault_window', default=None)
     p.add_argument('--workdir', required=True)
     p.add_argument('--out', required=True)
     args = p.parse_args()
+    if args.fault_window:
+        open_fault_windows(args.fault_window)
     if args.cpus > 1:
         training.use_logical_cpus(args.cpus)
     strategy = training.get_strategy(args.strategy)
