@@ -1,21 +1,35 @@
 """gau_keras: GAU-α and FLASH for Keras 2 (tf-keras) in the bert4keras style.
 
+TensorFlow is required generically: tf-keras 2.21 requires `tensorflow`
+2.21, which runs on CPUs and (with CUDA) on NVIDIA GPUs, so a GPU machine's
+`tensorflow[and-cuda]` satisfies it and no second TensorFlow build is
+installed.  `pip install 'gau_keras[gpu]'` also pulls the CUDA libraries.
+`import gau_keras` checks the TensorFlow / tf-keras versions.
+
 bert4keras 0.11.5 declares keras<=2.3.1, which conflicts with TensorFlow 2.21,
-so it is not listed here: `make setup` installs it with --no-deps.
+so it is not listed here: install it with `pip install --no-deps
+bert4keras==0.11.5` (`make setup` does).
 """
 from setuptools import find_packages, setup
+
+#: The TensorFlow versions gau_keras is tested with (see gau_keras/__init__).
+TENSORFLOW = '>=2.21,<2.22'
 
 setup(
     name='gau_keras',
     version='0.1.0',
     description='GAU-alpha and FLASH (gated attention units) for Keras 2',
     packages=find_packages(include=['gau_keras', 'gau_keras.*']),
+    package_data={'gau_keras': ['presets/*.json']},
+    include_package_data=True,
     python_requires='>=3.9,<3.12',
     install_requires=[
-        'tensorflow-cpu==2.21.*; platform_machine=="x86_64"',
-        'tf-keras==2.21.*',
+        'tf-keras' + TENSORFLOW,      # brings `tensorflow` of the same minor
         'numpy',
         'jieba',
     ],
-    extras_require={'test': ['pytest', 'snownlp']},
+    extras_require={
+        'gpu': ['tensorflow[and-cuda]' + TENSORFLOW],
+        'test': ['pytest', 'snownlp'],
+    },
 )

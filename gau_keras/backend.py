@@ -1,4 +1,4 @@
-"""Backend: selects Keras 2 (tf-keras) and holds the seed's formulas.
+"""Backend: the seed's formulas (Keras 2 is selected by ``import gau_keras``).
 
 Every attention formula of the project is a plain TensorFlow function here,
 named after the formula it computes, with the equation in its docstring.
@@ -16,28 +16,9 @@ Example::
     q_rot = backend.rotary_position_embedding(q, tf.range(5))
 """
 import math
-import os
 
 import tensorflow as tf
-
-
-def _check_keras():
-    """Fail clearly if ``tf.keras`` already resolved to Keras 3."""
-    layer_module = tf.keras.layers.Layer.__module__
-    if not layer_module.startswith('tf_keras'):
-        raise ImportError(
-            'Keras 3 is already in use (tf.keras.layers.Layer comes from %r). '
-            'gau_keras needs Keras 2 through the tf-keras package: import '
-            'gau_keras before anything touches tf.keras, or set '
-            'TF_USE_LEGACY_KERAS=1 and TF_KERAS=1 before Python starts.'
-            % layer_module)
-
-
-os.environ.setdefault('TF_KERAS', '1')
-os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
-_check_keras()
-
-from bert4keras.backend import keras, K  # noqa: E402,F401  (after the check)
+from bert4keras.backend import keras, K  # noqa: F401  (tf-keras: see __init__)
 
 #: Added to masked float32 logits. Finite (a fully masked row stays finite),
 #: and only ever applied in float32, never in float16.

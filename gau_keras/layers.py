@@ -94,13 +94,41 @@ class FreshTruncatedNormal(keras.initializers.Initializer):
 @register
 class Embedding(b4k_layers.Embedding):
     """bert4keras Embedding whose ``mode='dense'`` (tied output) also works
-    under mixed precision: the kernel is cast to the input's dtype."""
+    under mixed precision: the kernel is cast to the input's dtype.
+
+    Ids must be [batch, length] and whole numbers: bert4keras's inputs are
+    float32, so ids 3.7 would silently become 3; a 1-D or non-integer input
+    raises an error naming the layer (in eager / graph runs; XLA drops the
+    value check).  Example::
+
+        Embedding(100, 8)(tf.constant([[1, 2, 0]]))      # [1, 3, 8]
+    """
 
     def call(self, inputs, mode='embedding'):
         if mode == 'embedding':
-            return super(Embedding, self).call(inputs)
+            return super(Embedding, self).call(self.checked_ids(inputs))
         kernel = tf.cast(self.embeddings, inputs.dtype)
         return tf.matmul(inputs, kernel, transpose_b=True)
+
+    def checked_ids(self, ids):
+        """``ids`` as int32 after checking rank 2 and whole-number values."""
+        ids = tf.convert_to_tensor(ids)
+        if ids.shape.rank is not None and ids.shape.rank != 2:
+            raise ValueError(
+                'layer %r: token / segment ids must have shape [batch, '
+                'length], got shape %s; wrap one sequence as [ids]'
+                % (self.name, tuple(ids.shape)))
+        if ids.dtype.is_integer:
+            return tf.cast(ids, 'int32')
+        if not ids.dtype.is_floating:
+            raise TypeError('layer %r: token ids must be integers, got dtype '
+                            '%s' % (self.name, ids.dtype.name))
+        as_int = tf.cast(ids, 'int32')
+        tf.debugging.assert_equal(
+            tf.cast(as_int, ids.dtype), ids,
+            message='layer %s: token / segment ids must be whole numbers '
+            '(they would be truncated); got non-integer values' % self.name)
+        return as_int
 
 
 @register

@@ -1,37 +1,63 @@
 """Models and the bert4keras-compatible builder.
 
-``GAU_alpha`` is RoFormerV2 with every block ``GAU → Dropout → Add → Norm``
-(post-norm, parameter-free RMS norm, no biases, softmax_plus attention).
+``GAU_alpha``, ``FLASH_Quad`` and ``FLASH`` are one skeleton (RoFormerV2's:
+token + segment embeddings → RMS norm → blocks → optional tied MLM head)
+whose blocks hold ``units_per_block`` residual attention units, each
+``unit → Dropout → Add → RMS norm`` (post-norm, no biases).  What differs is
+data: class attributes name the attention layer, the units per block, the
+layer names and the checkpoint names, and one ``variable_mapping`` reads them.
+
+Every model name the builder knows is one row of ``MODELS``; add one with
+``register_model('my_gau', MyGAU)``.
 
 Example::
 
     import gau_keras
     model = gau_keras.build_transformer_model(
-        'configs/gau_alpha_base.json', 'chinese_GAU-alpha-char_L-24_H-768/'
+        'gau_alpha_base', 'chinese_GAU-alpha-char_L-24_H-768/'
         'bert_model.ckpt', model='gau_alpha', with_mlm='linear')
 """
+import inspect
+
 import tensorflow as tf
 from bert4keras import models as b4k
 from bert4keras.layers import Add, Dropout
 
 from gau_keras import checkpoints
 from gau_keras.backend import keras
-from gau_keras.configs import ConfigError, load_config
+from gau_keras.configs import (ConfigError, config_source, load_config,
+                               resolve_config_path, warn_unknown_keys)
+from gau_keras.flash import (MixedChunkAttention, check_chunk_size,
+                             check_local_normalizer)
 from gau_keras.layers import (Embedding, FreshTruncatedNormal,
                               GatedAttentionUnit, LayerNormalization,
                               RoFormerV2Initializer, UniLMMask)
 
+#: The applications of ``build_transformer_model``.
+APPLICATIONS = ('encoder', 'lm', 'unilm')
+
 
 class GAUTransformer(b4k.RoFormerV2):
-    """RoFormerV2 skeleton for gated-attention models.
+    """RoFormerV2 skeleton whose blocks are residual attention units.
 
-    Token + segment embeddings → RMS norm → blocks → optional tied MLM head.
-    Subclasses define ``apply_main_layers`` with ``gau_block`` and
-    ``variable_mapping``.  Weights load / save through ``gau_keras.checkpoints``
-    (name-checked, shape-checked, TF2-eager safe).
+    A subclass is data: set the class attributes below (see ``GAU_alpha``,
+    ``FLASH_Quad``, ``FLASH``).  Weights load / save through
+    ``gau_keras.checkpoints`` (name-checked, shape-checked, TF2-eager safe).
     """
     #: The normalisation of the attention layers ('softmax_plus' for GAU-α).
     normalization = 'softmax_plus'
+    #: The Keras layer class of each residual unit.
+    unit_layer = GatedAttentionUnit
+    #: Residual attention units per block (``num_hidden_layers`` blocks).
+    units_per_block = 1
+    #: Keras layer name of unit j of block ``index`` (str.format fields).
+    layer_format = 'Transformer-{index}-GatedAttentionUnit'
+    #: Checkpoint scope, and the unit's checkpoint name ('gau', or 'gau_{j}'
+    #: when a block holds several units).
+    scope, unit = 'GAU_alpha', 'gau'
+    #: Checkpoint names of a unit's weights, in the layer's weight order.
+    weight_names = ('i_dense/kernel', 'o_dense/kernel', 'q_scaleoffset/gamma',
+                    'k_scaleoffset/gamma')
 
     def __init__(self, rope_layout='interleaved', normalization=None,
                  **kwargs):
@@ -40,10 +66,41 @@ class GAUTransformer(b4k.RoFormerV2):
         if normalization is not None:
             self.normalization = normalization
 
+    @classmethod
+    def layer_name(cls, index, j=0):
+        """Keras name of unit ``j`` of block ``index``.
+
+        Example::
+
+            FLASH.layer_name(3, 1)   # 'Transformer-3-MixedChunkAttention-1'
+        """
+        return cls.layer_format.format(index=index, j=j)
+
+    @classmethod
+    def checkpoint_prefix(cls, index, j=0):
+        """Checkpoint name prefix of unit ``j`` of block ``index``.
+
+        Example::
+
+            GAU_alpha.checkpoint_prefix(0)   # 'GAU_alpha/encoder/layer_0/gau/'
+        """
+        unit = cls.unit if cls.units_per_block == 1 else '%s_%d' % (cls.unit,
+                                                                     j)
+        return '%s/encoder/layer_%d/%s/' % (cls.scope, index, unit)
+
+    @property
+    def residual_layers(self):
+        """Residual attention layers in the stack: blocks × units per block."""
+        return self.num_hidden_layers * self.units_per_block
+
     @property
     def initializer(self):
-        """RoFormerV2's truncated normal, order 3 (GAU-α), serialisable."""
-        return RoFormerV2Initializer(self.num_hidden_layers, order=3)
+        """RoFormerV2's truncated normal, order 3, over the residual layers.
+
+        std = 1.13684723/√fan · L^(-1/3) with L = ``residual_layers`` (24 for
+        GAU-α base and for FLASH base's 12 blocks of 2 units).
+        """
+        return RoFormerV2Initializer(self.residual_layers, order=3)
 
     @property
     def causal(self):
@@ -100,6 +157,10 @@ class GAUTransformer(b4k.RoFormerV2):
             arguments['attention_bias'] = bias
         return arguments
 
+    def unit_options(self):
+        """Extra keyword arguments of ``unit_layer`` (FLASH: chunking)."""
+        return {}
+
     def gau_block(self, x, name, layer=GatedAttentionUnit, arguments=None,
                   **layer_kwargs):
         """x → attention layer → Dropout → Add(x) → RMS norm (post-norm)."""
@@ -116,6 +177,16 @@ class GAUTransformer(b4k.RoFormerV2):
                        name='%s-Dropout' % name)
         y = self.apply(inputs=[x, y], layer=Add, name='%s-Add' % name)
         return self.norm(y, '%s-Norm' % name)
+
+    def apply_main_layers(self, inputs, index):
+        """Block ``index``: ``units_per_block`` residual units in a row."""
+        x = inputs
+        for j in range(self.units_per_block):
+            x = self.gau_block(x, self.layer_name(index, j),
+                               layer=self.unit_layer,
+                               arguments=self.attention_arguments(index),
+                               **self.unit_options())
+        return x
 
     def apply_final_layers(self, inputs):
         """Optional tied MLM head; outputs are float32 under mixed precision."""
@@ -140,7 +211,8 @@ class GAUTransformer(b4k.RoFormerV2):
                           activation=activation, dtype='float32',
                           name='Output-MLM-Activation')
 
-    def embedding_mapping(self):
+    def variable_mapping(self):
+        """Keras layer name → checkpoint names, from the class attributes."""
         mapping = {
             'Embedding-Token': ['bert/embeddings/word_embeddings'],
             'Embedding-Segment': ['bert/embeddings/token_type_embeddings'],
@@ -148,6 +220,11 @@ class GAUTransformer(b4k.RoFormerV2):
                 'bert/encoder/embedding_hidden_mapping_in/kernel'],
             'Output-Mapping': ['cls/predictions/transform/dense/kernel'],
         }
+        for i in range(self.num_hidden_layers):
+            for j in range(self.units_per_block):
+                prefix = self.checkpoint_prefix(i, j)
+                mapping[self.layer_name(i, j)] = [
+                    prefix + name for name in self.weight_names]
         return mapping
 
     def load_variable(self, checkpoint, name):
@@ -166,21 +243,76 @@ class GAUTransformer(b4k.RoFormerV2):
 
 class GAU_alpha(GAUTransformer):
     """GAU-α (https://kexue.fm/archives/9052): one GAU per block, post-norm,
-    softmax_plus.  Loads the public chinese_GAU-alpha-char_L-24_H-768."""
+    softmax_plus.  Loads the public chinese_GAU-alpha-char_L-24_H-768.
 
-    def apply_main_layers(self, inputs, index):
-        return self.gau_block(inputs, 'Transformer-%d-GatedAttentionUnit'
-                              % index, arguments=self.attention_arguments(
-                                  index))
+    Example::
 
-    def variable_mapping(self):
-        mapping = self.embedding_mapping()
-        for i in range(self.num_hidden_layers):
-            prefix = 'GAU_alpha/encoder/layer_%d/gau/' % i
-            mapping['Transformer-%d-GatedAttentionUnit' % i] = [
-                prefix + 'i_dense/kernel', prefix + 'o_dense/kernel',
-                prefix + 'q_scaleoffset/gamma', prefix + 'k_scaleoffset/gamma']
-        return mapping
+        model = build_transformer_model('gau_alpha_tiny', model='gau_alpha')
+    """
+
+
+class FLASH_Quad(GAUTransformer):
+    """FLASH-Quad (arXiv 2202.10447): two GAUs per block, relu² attention.
+
+    Each of the ``num_hidden_layers`` blocks holds two residual GAUs, with
+    e = ``intermediate_size`` (2d in the shipped configs).  Quadratic in the
+    sequence length; the LM application is causal, UniLM uses its prefix mask.
+
+    Example::
+
+        model = build_transformer_model('flash_quad_tiny', model='flash_quad',
+                                        with_mlm='linear')
+    """
+    normalization = 'squared_relu'
+    units_per_block = 2
+    layer_format = 'Transformer-{index}-GatedAttentionUnit-{j}'
+    scope, unit = 'FLASH_Quad', 'gau'
+
+
+class FLASH(GAUTransformer):
+    """FLASH: FLASH-Quad with mixed-chunk attention, linear in length.
+
+    Two ``MixedChunkAttention`` layers per block with chunks of
+    ``chunk_size`` tokens (config key "chunk_size", default 256); config key
+    "local_normalizer" is 'visible' (divide the local relu² by the keys each
+    query sees; default) or 'chunk' (the paper's 1/c).  The LM application
+    passes ``causal=True`` to the layers (no n×n mask is built); UniLM is
+    refused, since a prefix mask does not chunk.  Cached decoding:
+    ``gau_keras.decoding.FlashDecoder``.
+
+    Example::
+
+        model = build_transformer_model('flash_base', model='flash',
+                                        application='lm')
+    """
+    normalization = 'squared_relu'
+    unit_layer = MixedChunkAttention
+    units_per_block = 2
+    layer_format = 'Transformer-{index}-MixedChunkAttention-{j}'
+    scope, unit = 'FLASH', 'mca'
+    weight_names = ('i_dense/kernel', 'o_dense/kernel', 'qk_scaleoffset/gamma')
+
+    def __init__(self, chunk_size=256, local_normalizer='visible', **kwargs):
+        if isinstance(self, b4k.UniLM_Mask):
+            raise ConfigError(
+                'model "flash" cannot be used as "unilm" application: a UniLM '
+                'prefix mask does not split into chunks; use "encoder", "lm", '
+                'or model="flash_quad" for unilm')
+        super(FLASH, self).__init__(**kwargs)
+        try:
+            self.chunk_size = check_chunk_size(chunk_size, 'FLASH config')
+            self.local_normalizer = check_local_normalizer(
+                local_normalizer, 'FLASH config')
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+
+    def attention_arguments(self, index):
+        """Only position ids: causality is the layers' ``causal`` option."""
+        return self.position_arguments()
+
+    def unit_options(self):
+        return {'chunk_size': self.chunk_size,
+                'local_normalizer': self.local_normalizer}
 
 
 class UniLM_Mask(b4k.UniLM_Mask):
@@ -222,46 +354,57 @@ class Bert4kerasCompat(object):
                                                       dtype)
 
 
-_BERT4KERAS_MODELS = (
-    'bert', 'albert', 'albert_unshared', 'roberta', 'nezha', 'roformer',
-    'roformer_v2', 'electra', 'gpt', 'gpt2', 'gpt2_ml', 't5', 't5_encoder',
-    't5_decoder', 't5.1.0', 't5.1.0_encoder', 't5.1.0_decoder', 't5.1.1',
-    't5.1.1_encoder', 't5.1.1_decoder', 'mt5.1.1', 'mt5.1.1_encoder',
-    'mt5.1.1_decoder')
-_B4K_CLASSES = {
-    'bert': 'BERT', 'roberta': 'BERT', 'albert': 'ALBERT',
-    'albert_unshared': 'ALBERT_Unshared', 'nezha': 'NEZHA',
-    'roformer': 'RoFormer', 'roformer_v2': 'RoFormerV2', 'electra': 'ELECTRA',
-    'gpt': 'GPT', 'gpt2': 'GPT2', 'gpt2_ml': 'GPT2_ML', 't5': 'T5',
-    'encoder': 'T5_Encoder', 'decoder': 'T5_Decoder'}
-
-_MODELS = {}
-APPLICATIONS = ('encoder', 'lm', 'unilm')
-
-
-def _bert4keras_class(name):
-    key = name
-    if name.startswith(('t5', 'mt5')):
-        key = name.rsplit('_', 1)[-1] if '_' in name else 't5'
-    cls = getattr(b4k, _B4K_CLASSES[key])
+def bert4keras_model(class_name):
+    """bert4keras's model class ``class_name`` with ``Bert4kerasCompat``."""
+    cls = getattr(b4k, class_name)
     return type(cls.__name__, (Bert4kerasCompat, cls), {})
 
 
-def register_model(name, cls):
+#: Every model name of the builder → (class, config keys the name implies).
+#: bert4keras's names first (the same classes and T5 versions as its
+#: builder), then gau_keras's.  ``register_model`` adds rows.
+MODELS = {}
+
+
+def register_model(name, cls, **implied_config):
     """Makes ``build_transformer_model(..., model=name)`` build ``cls``.
 
-    ``cls`` must be a bert4keras ``Transformer`` subclass.
+    ``cls`` must be a bert4keras ``Transformer`` subclass; ``implied_config``
+    are config keys the name sets (e.g. ``version='t5.1.1'``).  One line::
+
+        register_model('my_gau', MyGAU)
     """
     if not (isinstance(cls, type) and issubclass(cls, b4k.Transformer)):
         raise TypeError('register_model(%r): %r is not a bert4keras '
                         'Transformer subclass' % (name, cls))
-    _MODELS[name.lower()] = cls
+    MODELS[name.lower()] = (cls, dict(implied_config))
     return cls
 
 
-for _name in _BERT4KERAS_MODELS:
-    register_model(_name, _bert4keras_class(_name))
+for _name, _cls, _implied in (
+        # name, bert4keras class, config keys the name implies
+        ('bert', 'BERT', {}), ('roberta', 'BERT', {}),
+        ('albert', 'ALBERT', {}), ('albert_unshared', 'ALBERT_Unshared', {}),
+        ('nezha', 'NEZHA', {}), ('roformer', 'RoFormer', {}),
+        ('roformer_v2', 'RoFormerV2', {}), ('electra', 'ELECTRA', {}),
+        ('gpt', 'GPT', {}), ('gpt2', 'GPT2', {}), ('gpt2_ml', 'GPT2_ML', {}),
+        ('t5', 'T5', {}), ('t5_encoder', 'T5_Encoder', {}),
+        ('t5_decoder', 'T5_Decoder', {}),
+        ('t5.1.0', 'T5', {}), ('t5.1.0_encoder', 'T5_Encoder', {}),
+        ('t5.1.0_decoder', 'T5_Decoder', {}),
+        ('t5.1.1', 'T5', {'version': 't5.1.1'}),
+        ('t5.1.1_encoder', 'T5_Encoder', {'version': 't5.1.1'}),
+        ('t5.1.1_decoder', 'T5_Decoder', {'version': 't5.1.1'}),
+        ('mt5.1.1', 'T5', {'version': 'mt5.1.1'}),
+        ('mt5.1.1_encoder', 'T5_Encoder', {'version': 'mt5.1.1'}),
+        ('mt5.1.1_decoder', 'T5_Decoder', {'version': 'mt5.1.1'})):
+    register_model(_name, bert4keras_model(_cls), **_implied)
 register_model('gau_alpha', GAU_alpha)
+register_model('flash_quad', FLASH_Quad)
+register_model('flash', FLASH)
+
+#: Models that only exist as encoders (bert4keras's rule).
+ENCODER_ONLY = ('electra', 't5')
 
 
 def model_class(model):
@@ -269,10 +412,40 @@ def model_class(model):
     if isinstance(model, type):
         return model
     try:
-        return _MODELS[model.lower()]
+        return MODELS[model.lower()][0]
     except (KeyError, AttributeError):
         raise ValueError('unknown model %r; registered: %s'
-                         % (model, ', '.join(sorted(_MODELS)))) from None
+                         % (model, ', '.join(sorted(MODELS)))) from None
+
+
+def accepted_keys(cls):
+    """Config keys that ``cls`` (or its ``build``) reads: the named
+    parameters of every ``__init__`` and ``build`` along its MRO."""
+    keys = set()
+    for klass in inspect.getmro(cls):
+        for method in ('__init__', 'build'):
+            fn = klass.__dict__.get(method)
+            if fn is None:
+                continue
+            for p in inspect.signature(fn).parameters.values():
+                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+                    keys.add(p.name)
+    keys.discard('self')
+    return keys
+
+
+def check_with_mlm(with_mlm):
+    """``with_mlm`` is a bool or an activation name ('softmax', 'linear')."""
+    if with_mlm is None or isinstance(with_mlm, bool):
+        return with_mlm
+    try:
+        keras.activations.get(with_mlm)
+    except (ValueError, TypeError):
+        raise ConfigError(
+            'with_mlm=%r: must be True/False or the activation of the MLM '
+            "head ('softmax' for probabilities, 'linear' for logits, or "
+            'another Keras activation name)' % (with_mlm,)) from None
+    return with_mlm
 
 
 def build_transformer_model(config_path=None, checkpoint_path=None,
@@ -280,32 +453,39 @@ def build_transformer_model(config_path=None, checkpoint_path=None,
                             return_keras_model=True, **kwargs):
     """bert4keras's builder, extended with gau_alpha / flash_quad / flash.
 
-    Reads and checks the JSON config (``kwargs`` override it), builds the
-    model for ``application`` ('encoder', 'lm' or 'unilm') and loads
-    ``checkpoint_path`` if given.  Returns the Keras model, or the
+    ``config_path`` is a JSON file or the name of a shipped config
+    (``gau_keras.configs.preset_names()``).  Reads and checks the config
+    (``kwargs`` override it; keys the model does not read are warned about),
+    builds the model for ``application`` ('encoder', 'lm' or 'unilm') and
+    loads ``checkpoint_path`` if given.  Returns the Keras model, or the
     Transformer object when ``return_keras_model=False``.
 
     Example::
 
-        model = build_transformer_model('configs/gau_alpha_tiny.json',
-                                        model='gau_alpha', with_mlm='linear')
+        model = build_transformer_model('gau_alpha_tiny', model='gau_alpha',
+                                        with_mlm='linear')
     """
+    if config_path is not None:
+        config_path = resolve_config_path(config_path)
     configs = load_config(config_path, **kwargs)
     MODEL = model_class(model)
     name = model.lower() if isinstance(model, str) else None
-    if name and name.startswith(('t5.1.1', 'mt5.1.1')):
-        configs['version'] = name.split('_')[0]
+    if name is not None:
+        configs.update(MODELS[name][1])
+    check_with_mlm(configs.get('with_mlm'))
     application = str(application).lower()
     if application not in APPLICATIONS:
         raise ConfigError('application must be one of %s, got %r'
                           % (APPLICATIONS, application))
-    if application != 'encoder' and name in ('electra', 't5'):
+    if application != 'encoder' and name in ENCODER_ONLY:
         raise ConfigError('"%s" model can not be used as "%s" application'
                           % (name, application))
     if application == 'lm':
         MODEL = b4k.extend_with_language_model(MODEL)
     elif application == 'unilm':
         MODEL = extend_with_unified_language_model(MODEL)
+    warn_unknown_keys(configs, accepted_keys(MODEL),
+                      config_source(config_path), name or MODEL.__name__)
     transformer = MODEL(**configs)
     transformer.build(**configs)
     if checkpoint_path is not None:
@@ -313,105 +493,5 @@ def build_transformer_model(config_path=None, checkpoint_path=None,
     return transformer.model if return_keras_model else transformer
 
 
-__all__ = ['GAUTransformer', 'GAU_alpha', 'build_transformer_model',
-           'register_model', 'model_class']
-
-
-# ---- FLASH-Quad and FLASH (issue 3) -----------------------------------------
-
-from gau_keras.flash import MixedChunkAttention, check_chunk_size  # noqa: E402
-
-
-class FLASH_Quad(GAUTransformer):
-    """FLASH-Quad (arXiv 2202.10447): two GAUs per block, relu² attention.
-
-    Each of the ``num_hidden_layers`` blocks is ``gau_block`` twice (GAU →
-    Dropout → Add → RMS norm), with e = ``intermediate_size`` (2d in the
-    shipped configs).  Quadratic in the sequence length; the LM application
-    uses the bert4keras lower-triangular mask, UniLM its prefix mask.
-
-    Example::
-
-        model = build_transformer_model('configs/flash_quad_tiny.json',
-                                        model='flash_quad', with_mlm='linear')
-    """
-    normalization = 'squared_relu'
-    #: Checkpoint scope and per-layer name of the attention layers.
-    scope, unit = 'FLASH_Quad', 'gau'
-
-    def layer_name(self, index, j):
-        return 'Transformer-%d-GatedAttentionUnit-%d' % (index, j)
-
-    def apply_main_layers(self, inputs, index):
-        x = inputs
-        for j in range(2):
-            x = self.gau_block(x, self.layer_name(index, j),
-                               arguments=self.attention_arguments(index))
-        return x
-
-    def unit_weight_names(self):
-        return ['i_dense/kernel', 'o_dense/kernel', 'q_scaleoffset/gamma',
-                'k_scaleoffset/gamma']
-
-    def variable_mapping(self):
-        mapping = self.embedding_mapping()
-        for i in range(self.num_hidden_layers):
-            for j in range(2):
-                prefix = '%s/encoder/layer_%d/%s_%d/' % (self.scope, i,
-                                                         self.unit, j)
-                mapping[self.layer_name(i, j)] = [
-                    prefix + name for name in self.unit_weight_names()]
-        return mapping
-
-
-class FLASH(FLASH_Quad):
-    """FLASH: FLASH-Quad with mixed-chunk attention, linear in length.
-
-    Two ``MixedChunkAttention`` layers per block with chunks of
-    ``chunk_size`` tokens (config key "chunk_size", default 256).  The LM
-    application passes ``causal=True`` to the layers (no n×n mask is built);
-    UniLM is refused, since a prefix mask does not chunk.  Cached decoding:
-    ``gau_keras.decoding.FlashDecoder``.
-
-    Example::
-
-        model = build_transformer_model('configs/flash_base.json',
-                                        model='flash', application='lm')
-    """
-    scope, unit = 'FLASH', 'mca'
-
-    def __init__(self, chunk_size=256, **kwargs):
-        if isinstance(self, b4k.UniLM_Mask):
-            raise ConfigError(
-                'model "flash" cannot be used as "unilm" application: a UniLM '
-                'prefix mask does not split into chunks; use "encoder", "lm", '
-                'or model="flash_quad" for unilm')
-        super(FLASH, self).__init__(**kwargs)
-        try:
-            self.chunk_size = check_chunk_size(chunk_size, 'FLASH config')
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
-
-    def layer_name(self, index, j):
-        return 'Transformer-%d-MixedChunkAttention-%d' % (index, j)
-
-    def attention_arguments(self, index):
-        """Only position ids: causality is the layers' ``causal`` option."""
-        return self.position_arguments()
-
-    def apply_main_layers(self, inputs, index):
-        x = inputs
-        for j in range(2):
-            x = self.gau_block(x, self.layer_name(index, j),
-                               layer=MixedChunkAttention,
-                               arguments=self.attention_arguments(index),
-                               chunk_size=self.chunk_size)
-        return x
-
-    def unit_weight_names(self):
-        return ['i_dense/kernel', 'o_dense/kernel', 'qk_scaleoffset/gamma']
-
-
-register_model('flash_quad', FLASH_Quad)
-register_model('flash', FLASH)
-__all__ += ['FLASH_Quad', 'FLASH']
+__all__ = ['GAUTransformer', 'GAU_alpha', 'FLASH_Quad', 'FLASH', 'MODELS',
+           'build_transformer_model', 'register_model', 'model_class']

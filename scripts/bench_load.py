@@ -1,14 +1,14 @@
 """Build and checkpoint-load time of GAU-α base: gau_keras vs bert4keras.
 
-    python scripts/bench_load.py [--config configs/gau_alpha_base.json]
+    python scripts/bench_load.py [--config gau_alpha_base]
 
 Writes a random checkpoint with the public release's variable names (the
 real one cannot be downloaded here), then times, in fresh Keras sessions:
 gau_keras (build, load) and bert4keras's own Transformer with its
 GatedAttentionUnit and its tf.train.load_variable-per-variable loader.
-bert4keras's GAU-α mapping lists [i_dense, o_dense, q, k] but its layer's
-weights come as [i_dense, q, k, o_dense] on tf-keras 2.21, so the
-bert4keras run here uses the order that works.
+The GAU-α repository's mapping lists [i_dense, o_dense, q, k], but
+bert4keras's GatedAttentionUnit orders its weights [i_dense, q, k, o_dense]
+on tf-keras 2.21, so the bert4keras run here uses the order that works.
 """
 import argparse
 import os
@@ -24,7 +24,7 @@ from bert4keras.layers import GatedAttentionUnit as B4KGAU  # noqa: E402
 from bert4keras.layers import LayerNormalization as B4KNorm  # noqa: E402
 
 from gau_keras.checkpoints import write_checkpoint  # noqa: E402
-from gau_keras.configs import load_config  # noqa: E402
+from gau_keras.configs import load_config, resolve_config_path  # noqa: E402
 
 
 class Bert4kerasGAUAlpha(b4k.RoFormerV2):
@@ -100,10 +100,12 @@ def run(label, build, load, repeats):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--config', default='configs/gau_alpha_base.json')
+    parser.add_argument('--config', default='gau_alpha_base',
+                        help='a JSON config file or a shipped config name')
     parser.add_argument('--out', default='runs/bench_load')
     parser.add_argument('--repeats', type=int, default=3)
     args = parser.parse_args()
+    args.config = resolve_config_path(args.config)   # bert4keras needs a path
     config = load_config(args.config)
     ckpt, values = release_checkpoint(config, os.path.join(args.out,
                                                            'bert_model.ckpt'))

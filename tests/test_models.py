@@ -5,8 +5,6 @@ release's variable names) loads through ``build_transformer_model`` and the
 model matches the plain-numpy forward pass of the whole GAU-α to 1e-4 on the
 real tokens of a padded batch, for the encoder (+ tied MLM) and the LM.
 """
-import os
-
 import gau_keras  # noqa: F401
 import numpy as np
 import pytest
@@ -17,7 +15,8 @@ from conftest import TINY_GAU, padded_batch, write_json
 from gau_keras import build_transformer_model, keras, register_model
 from gau_keras.checkpoints import write_checkpoint
 from gau_keras.layers import custom_objects
-from gau_keras.models import GAU_alpha
+from gau_keras.configs import load_config
+from gau_keras.models import FLASH, FLASH_Quad, GAU_alpha
 
 V = TINY_GAU['vocab_size']
 D = TINY_GAU['hidden_size']
@@ -293,10 +292,8 @@ def test_half_rope_layout_and_squared_relu_match_numpy(tiny_config_path,
 
 
 def test_shipped_configs_build():
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    model = build_transformer_model(
-        os.path.join(here, 'configs', 'gau_alpha_tiny.json'),
-        model='gau_alpha', with_mlm=True)
+    model = build_transformer_model('gau_alpha_tiny', model='gau_alpha',
+                                    with_mlm=True)
     out = model.predict([np.array([[1, 2, 3]]), np.zeros((1, 3))],
                         verbose=0)
     np.testing.assert_allclose(out.sum(-1), 1.0, rtol=1e-5)
@@ -467,17 +464,16 @@ def test_long_sequence_masks_exact_under_bfloat16(release, policy,
 
 
 @pytest.mark.parametrize('model,config,application', [
-    ('gau_alpha', 'gau_alpha_tiny.json', 'lm'),
-    ('gau_alpha', 'gau_alpha_tiny.json', 'unilm'),
-    ('flash_quad', 'flash_quad_tiny.json', 'lm'),
-    ('flash_quad', 'flash_quad_tiny.json', 'unilm'),
-    ('flash', 'flash_tiny.json', 'lm')])
+    ('gau_alpha', 'gau_alpha_tiny', 'lm'),
+    ('gau_alpha', 'gau_alpha_tiny', 'unilm'),
+    ('flash_quad', 'flash_quad_tiny', 'lm'),
+    ('flash_quad', 'flash_quad_tiny', 'unilm'),
+    ('flash', 'flash_tiny', 'lm')])
 def test_lm_and_unilm_models_reload_in_keras_safe_mode(tmp_path, model, config,
                                                         application):
     # No Lambda layers: the .keras format reloads them without safe_mode=False.
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     m = gau_keras.build_transformer_model(
-        os.path.join(root, 'configs', config), model=model,
+        config, model=model,
         application=application, with_mlm='linear')
     x = np.array([[2, 5, 7, 9, 4, 0], [3, 4, 5, 6, 7, 8]])
     s = np.array([[0, 0, 1, 1, 1, 0], [0, 0, 0, 1, 1, 1]])
@@ -486,3 +482,137 @@ def test_lm_and_unilm_models_reload_in_keras_safe_mode(tmp_path, model, config,
     again = keras.models.load_model(path)
     np.testing.assert_array_equal(again.predict([x, s], verbose=0),
                                   m.predict([x, s], verbose=0))
+
+
+# ------------------------------------------- one skeleton, data per model
+
+
+def roformer_v2_std(fan, layers):
+    """RoFormerV2's std: 1.13684723/√fan · L^(-1/3) (1.13684723 undoes the
+    ±2σ truncation, so the drawn values have std 1/√fan · L^(-1/3))."""
+    return 1.13684723 / np.sqrt(fan) * layers ** (-1.0 / 3)
+
+
+@pytest.mark.parametrize('cls,preset', [(GAU_alpha, 'gau_alpha_base'),
+                                        (FLASH_Quad, 'flash_quad_base'),
+                                        (FLASH, 'flash_base')])
+def test_initializer_depth_counts_residual_layers(cls, preset):
+    """FLASH(-Quad) base: 12 blocks of 2 GAUs = 24 residual layers, the same
+    depth as GAU-α base's 24, so the same std (not 12^(-1/3)-scaled)."""
+    t = cls(**load_config(preset))
+    init = t.initializer
+    assert init.num_hidden_layers == 24
+    shape = [768, 2 * 1536 + 128]
+    np.testing.assert_allclose(init.stddev(shape), roformer_v2_std(768, 24),
+                               rtol=1e-12)
+    assert abs(init.stddev(shape) / roformer_v2_std(768, 12) - 1) > 0.2
+
+
+@pytest.mark.parametrize('model,blocks', [('flash_quad', 3), ('flash', 3),
+                                          ('gau_alpha', 6)])
+def test_drawn_kernels_have_the_residual_depth_std(model, blocks):
+    """Empirical std of a built i_dense kernel = 1/√d · (6 residual
+    layers)^(-1/3), whether 3 blocks of 2 units or 6 blocks of 1."""
+    t = build_transformer_model('%s_tiny' % model, model=model,
+                                num_hidden_layers=blocks,
+                                return_keras_model=False)
+    layer = t.layers[t.layer_name(1, 0)]
+    kernel = layer.trainable_weights[0].numpy()     # i_dense/kernel
+    d = kernel.shape[0]
+    want = 1.0 / np.sqrt(d) * 6 ** (-1.0 / 3)
+    assert abs(kernel.std() / want - 1) < 0.05, (kernel.std(), want)
+
+
+def test_layer_names_and_checkpoint_names_come_from_the_class():
+    assert GAU_alpha.layer_name(3) == 'Transformer-3-GatedAttentionUnit'
+    assert FLASH_Quad.layer_name(3, 1) == 'Transformer-3-GatedAttentionUnit-1'
+    assert FLASH.layer_name(0, 1) == 'Transformer-0-MixedChunkAttention-1'
+    assert GAU_alpha.checkpoint_prefix(2) == 'GAU_alpha/encoder/layer_2/gau/'
+    assert FLASH_Quad.checkpoint_prefix(2, 1) == (
+        'FLASH_Quad/encoder/layer_2/gau_1/')
+    assert FLASH.checkpoint_prefix(0, 0) == 'FLASH/encoder/layer_0/mca_0/'
+
+
+@pytest.mark.parametrize('model', ['gau_alpha', 'flash_quad', 'flash'])
+def test_variable_mapping_names_every_weight_once(model):
+    """The mapping covers every trainable weight of the model, names each
+    checkpoint variable once, and lists the units' weights in layer order
+    (shapes: i_dense [d, ...], o_dense [e, d], gammas [s] or [4, s])."""
+    t = build_transformer_model('%s_tiny' % model, model=model,
+                                return_keras_model=False)
+    mapping = t.variable_mapping()
+    names = [n for layer in mapping if layer in t.layers
+             for n in mapping[layer]]
+    assert len(names) == len(set(names))
+    mapped = sum(len(t.layers[layer].trainable_weights) for layer in mapping
+                 if layer in t.layers)
+    assert mapped == len(t.model.trainable_weights)
+    units = [layer for layer in mapping if 'Transformer-' in layer]
+    assert len(units) == t.num_hidden_layers * t.units_per_block
+    # the tiny presets: d=64, e=128, s=32; the layer's weight order must
+    # match the checkpoint names' order
+    shapes = {'i_dense/kernel': (64, 2 * 128 + 32),
+              'o_dense/kernel': (128, 64),
+              'q_scaleoffset/gamma': (32,), 'k_scaleoffset/gamma': (32,),
+              'qk_scaleoffset/gamma': (4, 32)}
+    for layer in units:
+        weights = t.layers[layer].trainable_weights
+        assert len(weights) == len(mapping[layer])
+        for w, name in zip(weights, mapping[layer]):
+            short = '/'.join(name.split('/')[-2:])
+            assert tuple(w.shape) == shapes[short], (layer, w.name, name)
+
+
+def test_flash_local_normalizer_reaches_the_layers():
+    for value in ('visible', 'chunk'):
+        t = build_transformer_model('flash_tiny', model='flash',
+                                    local_normalizer=value,
+                                    return_keras_model=False)
+        for i in range(2):
+            for j in range(2):
+                assert t.layers[FLASH.layer_name(i, j)].local_normalizer == (
+                    value)
+    t = build_transformer_model('flash_tiny', model='flash',
+                                return_keras_model=False)
+    assert t.layers[FLASH.layer_name(0, 0)].local_normalizer == 'visible'
+    with pytest.raises(gau_keras.configs.ConfigError,
+                       match="local_normalizer.*'1/c'"):
+        build_transformer_model('flash_tiny', model='flash',
+                                local_normalizer='1/c')
+
+
+def test_register_model_is_one_line(tiny_config_path):
+    class Deep(FLASH_Quad):
+        units_per_block = 3
+
+    register_model('flash_quad_3', Deep)
+    t = build_transformer_model(tiny_config_path, model='flash_quad_3',
+                                return_keras_model=False)
+    assert Deep.layer_name(1, 2) in t.layers
+    assert t.initializer.num_hidden_layers == 3 * L
+
+
+# ------------------------------------------------------------- bad ids
+
+
+def test_float_token_ids_are_rejected(mlm_model):
+    tokens, segs = batch(seed=20, lengths=(5, 3), n=5)
+    ok = mlm_model.predict([tokens.astype('float32'), segs], verbose=0)
+    np.testing.assert_array_equal(
+        ok, mlm_model.predict([tokens, segs], verbose=0))
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match='layer Embedding-Token: .*whole numbers'):
+        mlm_model.predict([tokens + 0.5, segs], verbose=0)
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match='layer Embedding-Segment: .*whole numbers'):
+        mlm_model([tokens, segs + 0.25])
+
+
+def test_one_dimensional_ids_are_a_clear_error(mlm_model):
+    ids = np.array([2, 3, 4])
+    with pytest.raises(ValueError, match=r"'Embedding-Token'.*\[batch, "
+                       r"length\].*\(3,\)"):
+        mlm_model([ids, np.zeros_like(ids)])
+    with pytest.raises(ValueError, match=r"'Embedding-Token'.*\[batch, "
+                       r"length\]"):
+        mlm_model.predict([ids, np.zeros_like(ids)], verbose=0)

@@ -117,3 +117,76 @@ def test_xla_and_eager_steps_agree(model, tmp_path):
         np.testing.assert_allclose(a, b, atol=1e-5)
     moved = max(np.abs(a - b).max() for a, b in zip(results[0][1], init))
     assert moved > 1e-3 and results[0][0][1] < results[0][0][0]
+
+
+# ------------------------------------------- warnings on non-native devices
+
+
+@pytest.fixture
+def device(monkeypatch):
+    """``device(flags, gpus)`` fakes /proc/cpuinfo's flags and the GPUs."""
+    def fake(flags=(), gpus=()):
+        monkeypatch.setattr(precision, 'cpu_flags', lambda: frozenset(flags))
+        monkeypatch.setattr(precision, 'gpu_compute_capabilities',
+                            lambda: list(gpus))
+    return fake
+
+
+def precision_warnings(name):
+    import warnings
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter('always')
+        gau_keras.set_precision(name)
+    return [str(w.message) for w in record
+            if issubclass(w.category, precision.PrecisionWarning)]
+
+
+def test_cpu_flags_reads_the_flags_line(tmp_path):
+    path = tmp_path / 'cpuinfo'
+    path.write_text('processor\t: 0\nflags\t\t: fpu avx2 avx512_bf16\n\n'
+                    'processor\t: 1\nflags\t\t: fpu avx2 avx512_bf16\n')
+    assert precision.cpu_flags(str(path)) == {'fpu', 'avx2', 'avx512_bf16'}
+    path.write_text('processor\t: 0\nFeatures\t: fp asimd bf16\n')
+    assert 'bf16' in precision.cpu_flags(str(path))
+    assert precision.cpu_flags(str(tmp_path / 'missing')) == frozenset()
+
+
+def test_bf16_on_a_cpu_without_bf16_warns(device):
+    device(flags={'avx2', 'avx512f'})
+    (msg,) = precision_warnings('bf16')
+    assert "set_precision('bf16')" in msg
+    assert 'avx512_bf16' in msg and '0.54x' in msg
+    assert precision.current_precision() == 'mixed_bfloat16'  # still set
+
+
+@pytest.mark.parametrize('flag', ['avx512_bf16', 'amx_bf16', 'bf16'])
+def test_bf16_on_a_cpu_with_bf16_is_silent(device, flag):
+    device(flags={'avx2', flag})
+    assert precision_warnings('bf16') == []
+
+
+def test_fp16_on_a_cpu_warns(device):
+    device(flags={'avx2', 'avx512_bf16', 'amx_bf16'})
+    (msg,) = precision_warnings('fp16')
+    assert "set_precision('fp16')" in msg and 'GPU' in msg
+    assert precision_warnings('fp32') == []
+
+
+@pytest.mark.parametrize('name,caps,warns', [
+    ('bf16', [(8, 0)], False), ('bf16', [(8, 6), (9, 0)], False),
+    ('bf16', [(7, 5)], True), ('fp16', [(7, 0)], False),
+    ('fp16', [(6, 1)], True), ('fp32', [(6, 1)], False)])
+def test_gpu_capability_decides(device, name, caps, warns):
+    device(flags=(), gpus=caps)      # a GPU is there: the CPU does not count
+    got = precision_warnings(name)
+    assert bool(got) == warns, got
+    if warns and name == 'bf16':
+        assert 'Ampere' in got[0] and '7.5' in got[0]
+
+
+def test_warning_can_be_turned_off(device):
+    device(flags={'avx2'})
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        assert precision.set_precision('bf16', warn=False) == 'mixed_bfloat16'
