@@ -100,11 +100,86 @@ def combine_masks(*masks):
 
 
 def visible_counts(mask, k_len):
-    """n per query: how many keys the query may see (≥ 1), float32 [.., m, 1]."""
+    """n per query: how many keys the query may see (≥ 1), float32 [.., m, 1].
+
+    Sums the mask's last axis, so a key mask [b, 1, n_k] costs O(b·n_k) and
+    gives [b, 1, 1].  Example: ``visible_counts(key_mask[:, None, :], n)``.
+    """
     if mask is None:
         return tf.cast(k_len, tf.float32)
     n = tf.reduce_sum(tf.cast(mask, tf.float32), axis=-1, keepdims=True)
     return tf.maximum(n, 1.0)
+
+
+def causal_visible_counts(q_len, k_len, key_mask=None):
+    """n_i of causal attention, float32 [b|1, q_len, 1], from a prefix sum:
+
+        n_i = #{ j ≤ i + (k_len - q_len) : key_mask[j] }   (≥ 1)
+
+    i.e. i + 1 (+ the cached-prefix offset k_len - q_len) without padding.
+    O(b·k_len) (an int32 cumsum of the [b, k_len] key mask, exact at any
+    length), instead of summing a [b, q_len, k_len] mask.
+
+    Example: ``causal_visible_counts(3, 3)`` → [[[1.], [2.], [3.]]].
+    """
+    last = tf.range(q_len) + (k_len - q_len)  # last key query i may see
+    if key_mask is None:
+        n = tf.cast(last + 1, tf.float32)[None, :, None]
+    else:
+        seen = tf.cumsum(tf.cast(key_mask, tf.int32), axis=-1)
+        seen = tf.pad(seen, [[0, 0], [1, 0]])  # seen[:, j+1]: real keys ≤ j
+        seen = tf.gather(seen, tf.clip_by_value(last + 1, 0, k_len), axis=1)
+        n = tf.cast(seen, tf.float32)[:, :, None]
+    return tf.maximum(n, 1.0)
+
+
+def mask_bias(mask):
+    """The additive float32 form of a boolean mask (True = may attend):
+
+        bias = 0 where mask,  MASK_VALUE where not
+
+    ``a + mask_bias(mask)`` masks float32 logits for every registered
+    normalization as ``tf.where(mask, a, MASK_VALUE)`` does: masked entries
+    end up within |a| of MASK_VALUE, so softmax and relu² give them exactly
+    0.  But the bias keeps the mask's own shape (e.g. [b, 1, n] for key
+    padding), and the gradient of the addition with respect to a is the
+    identity: no [b, m, n] select (and zeros) in the backward pass.
+
+    Example: ``mask_bias(tf.constant([True, False]))`` → [0., -1e9].
+    """
+    return tf.where(tf.cast(mask, tf.bool), 0.0, MASK_VALUE)
+
+
+#: From this many keys on, ``attention_values`` computes A·V as (Vᵀ·Aᵀ)ᵀ.
+TRANSPOSED_VALUES_MIN_KEYS = 1024
+
+
+def attention_values(a, v):
+    """O = A V for A [b, m, n] and V [b, n, e]: O [b, m, e].
+
+    From ``TRANSPOSED_VALUES_MIN_KEYS`` keys on, computed as (Vᵀ Aᵀ)ᵀ
+    (one batched matmul with both operands transposed, then a transpose of
+    the [b, e, m] result): oneDNN's batched matmul runs the plain
+    [n, n]·[n, e] layout about half as fast as this one at n = 2048,
+    e = 1536 (fp32, 2 cores), and no faster below 1024 keys
+    (``scripts/bench_gau.py``).  The gradients are the usual
+    matmuls.  A static number of keys picks the layout while tracing,
+    otherwise a ``tf.cond`` picks it at run time.
+
+    Example: ``attention_values(tf.ones([1, 4, 4]) / 4, v)`` averages v.
+    """
+    def plain():
+        return tf.matmul(a, v)
+
+    def transposed():
+        o_t = tf.matmul(v, a, transpose_a=True, transpose_b=True)
+        return tf.transpose(o_t, [0, 2, 1])
+
+    n = a.shape[-1]
+    if n is not None:
+        return transposed() if n >= TRANSPOSED_VALUES_MIN_KEYS else plain()
+    return tf.cond(tf.shape(a)[-1] >= TRANSPOSED_VALUES_MIN_KEYS,
+                   transposed, plain)
 
 
 # ---- attention normalizations: one registry --------------------------------
@@ -215,6 +290,28 @@ def softmax_attention(a, n=None):
     """A = softmax(QKᵀ/√s)  (n is not used)."""
     del n
     return tf.nn.softmax(a, axis=-1)
+
+
+def normalize_biased_attention(logits, bias=None, n=None,
+                               method='softmax_plus'):
+    """A = f(a + bias, n) in float32, f the registered ``method``.
+
+    a = logits cast to float32 (QKᵀ/√s; float16 / bfloat16 logits cannot
+    overflow here).  bias: float32, broadcastable to a, holding the masking
+    as ``mask_bias`` (plus any additive float bias), or None.  n: the keys
+    each query may see (``visible_counts``, ``causal_visible_counts``, or
+    the scalar key count), broadcastable to a.  The GAU's path: no
+    [b, m, n] mask is reduced or selected.
+
+    Example: ``normalize_biased_attention(a, mask_bias(key_mask[:, None]),
+    visible_counts(key_mask[:, None], n_k))``.
+    """
+    a = tf.cast(logits, tf.float32)
+    if bias is not None:
+        a = a + tf.cast(bias, tf.float32)
+    if n is None:
+        n = tf.cast(tf.shape(a)[-1], tf.float32)
+    return get_normalization(method)(a, n)
 
 
 def normalize_attention(logits, mask=None, bias=None, method='softmax_plus'):

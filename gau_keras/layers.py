@@ -389,15 +389,46 @@ class GatedAttentionUnit(GatedUnitBase):
         return tf.einsum('bmd,bnd->bmn', q, k)
 
     def attention_mask(self, q_len, k_len, key_mask, bias):
-        """Boolean mask [b|1, m|1, n] from key padding, bool bias, causality."""
-        masks = []
-        if key_mask is not None:
-            masks.append(tf.cast(key_mask, tf.bool)[:, None, :])
-        if bias is not None and bias.dtype == tf.bool:
-            masks.append(bias if bias.shape.rank == 3 else bias[None])
-        if self.causal:
-            masks.append(backend.causal_mask(q_len, k_len)[None])
-        return backend.combine_masks(*masks)
+        """(additive float32 bias or None, visible keys n) of the masking.
+
+        Key padding, causality and a boolean ``attention_bias`` become one
+        additive bias (``backend.mask_bias``; a float ``attention_bias`` is
+        added to it).  n, float32 and broadcastable to the [b, m, n_k]
+        logits, counts the keys each query may see, from the cheapest source:
+
+            no mask:             the scalar n_k
+            key padding only:    [b, 1, 1], the lengths of the key mask
+            causal (± padding):  [b|1, m, 1], a prefix sum of the key mask
+            boolean bias:        [b|1, m, 1], the sum of the combined mask
+        """
+        padding = None if key_mask is None else tf.cast(key_mask,
+                                                        tf.bool)[:, None, :]
+        float_bias = None
+        if bias is not None and bias.dtype != tf.bool:
+            float_bias = tf.cast(bias, tf.float32)
+            bias = None
+        if bias is not None:  # UniLM / LM masks: sum the full mask
+            bias = bias if bias.shape.rank == 3 else bias[None]
+            causal = (backend.causal_mask(q_len, k_len)[None] if self.causal
+                      else None)
+            full = backend.combine_masks(padding, bias, causal)
+            n, add = backend.visible_counts(full, k_len), backend.mask_bias(
+                full)
+        elif self.causal:
+            n = backend.causal_visible_counts(q_len, k_len, key_mask)
+            add = backend.mask_bias(backend.causal_mask(q_len, k_len))[None]
+            if padding is not None:
+                add = add + backend.mask_bias(padding)
+        elif padding is not None:
+            n = backend.visible_counts(padding, k_len)
+            add = backend.mask_bias(padding)
+        else:
+            n, add = tf.cast(k_len, tf.float32), None
+        if float_bias is not None:
+            float_bias = float_bias if float_bias.shape.rank == 3 else (
+                float_bias[None])
+            add = float_bias if add is None else add + float_bias
+        return add, n
 
     def call(self, inputs, mask=None, attention_bias=None, position_ids=None,
              training=None):
@@ -409,20 +440,15 @@ class GatedAttentionUnit(GatedUnitBase):
         pos_k = pos_q if self.self_attention else _positions(context, None)
         q = self._rope(self.q_scaleoffset(zq), pos_q)
         k = self._rope(self.k_scaleoffset(zk), pos_k)
-        if key_mask is not None:  # masked keys contribute exactly nothing
-            v = v * tf.cast(key_mask, v.dtype)[..., None]
         logits = self.attention_logits(q, k)
-        bool_mask = self.attention_mask(tf.shape(q)[1], tf.shape(k)[1],
-                                        key_mask, attention_bias)
-        float_bias = None
-        if attention_bias is not None and attention_bias.dtype != tf.bool:
-            float_bias = attention_bias
-            if float_bias.shape.rank == 2:
-                float_bias = float_bias[None]
-        a = backend.normalize_attention(logits, bool_mask, float_bias,
-                                        self.normalization)
+        bias, n = self.attention_mask(tf.shape(q)[1], tf.shape(k)[1],
+                                      key_mask, attention_bias)
+        # Masked keys get A = 0 exactly (exp / relu² of ≈ MASK_VALUE), so
+        # their V rows contribute exactly nothing.
+        a = backend.normalize_biased_attention(logits, bias, n,
+                                               self.normalization)
         a = tf.cast(self._dropout(a, training), v.dtype)
-        return self.o_dense(u * tf.einsum('bmn,bnd->bmd', a, v))
+        return self.o_dense(u * backend.attention_values(a, v))
 
     def checkpoint_weights(self):
         """Weights in release order: i_dense, (kv_dense), o_dense, q, k."""

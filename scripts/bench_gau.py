@@ -1,0 +1,332 @@
+"""GAU layer speed: gau_keras's GatedAttentionUnit vs bert4keras's stock one.
+
+    python scripts/bench_gau.py                          # n=512 b=4, n=2048 b=1
+    python scripts/bench_gau.py --rounds 1 --steps 2     # quick look
+    python scripts/bench_gau.py --profile runs/gau_prof  # + op-level profile
+
+Both stacks are the same GAU-α encoder (config ``--config``, default
+configs/gau_alpha_base.json: H=768, e=1536, s=128; ``--layers`` GAU blocks,
+default 2; dropout off; token + segment embeddings with ``mask_zero``, so
+both layers get a key mask even without padding):
+
+* reference: bert4keras 0.11.5's RoFormerV2 skeleton whose blocks are
+  bert4keras's own ``GatedAttentionUnit`` (softmax_plus, RoPE from its
+  ``SinusoidalPositionEmbedding``), GAU → Dropout → Add → RMS norm, as the
+  GAU-α release builds it;
+* gau_keras: ``build_transformer_model(cfg, model='gau_alpha')``.
+
+Both get the same weights (the script checks that their outputs agree), and
+one fp32 training step (forward, backward, tf-keras Adam update, in a
+``tf.function``) is timed on ``batch × n`` tokens with no padding; the loss
+is the mean squared error of the encoder output against a fixed random
+target (``--mlm`` adds the tied 12000-word MLM head and a cross-entropy,
+which dilutes the attention's share).  Each round times ``--steps`` steps of
+one model then of the other (order alternating between rounds) after
+``--warmup`` steps excluded; a round's ratio is median(reference) /
+median(gau_keras).  Printed: per round, and the median and range over
+rounds.  The machine is shared, so only ratios from alternating rounds
+mean anything.
+
+``--profile DIR`` also records ``--profile_steps`` steps of each model with
+TensorFlow's profiler and prints, per model, the op types that took the
+most host time (self time of the TensorFlow ops in the step).
+"""
+import argparse
+import glob
+import os
+import re
+import statistics
+import time
+from collections import defaultdict
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+import gau_keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from bert4keras import models as b4k  # noqa: E402
+from bert4keras.layers import Add, Dropout  # noqa: E402
+from bert4keras.layers import GatedAttentionUnit as StockGAU  # noqa: E402
+from bert4keras.layers import LayerNormalization as StockNorm  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class StockGAUAlpha(b4k.RoFormerV2):
+    """GAU-α from bert4keras's own classes (the timing reference).
+
+    Blocks: stock ``GatedAttentionUnit`` (softmax_plus, rotary position
+    bias) → Dropout → Add → parameter-free RMS norm; RoFormerV2's
+    initializer with order 3.
+    """
+
+    def initializer(self, shape, dtype=None, order=3, gain=1.0):
+        return super(StockGAUAlpha, self).initializer(shape, dtype, order,
+                                                      gain)
+
+    def apply_main_layers(self, inputs, index):
+        name = 'Transformer-%d-GatedAttentionUnit' % index
+        y = self.apply(
+            inputs=[inputs, self.compute_position_bias(inputs)],
+            layer=StockGAU, arguments={'p_bias': 'rotary'},
+            units=self.intermediate_size, key_size=self.attention_key_size,
+            activation=self.hidden_act, use_bias=False,
+            normalization='softmax_plus',
+            attention_dropout=self.attention_dropout_rate,
+            kernel_initializer=self.initializer, name=name)
+        y = self.apply(inputs=y, layer=Dropout, rate=self.dropout_rate,
+                       name=name + '-Dropout')
+        y = self.apply(inputs=[inputs, y], layer=Add, name=name + '-Add')
+        return self.apply(inputs=y, layer=StockNorm, zero_mean=False,
+                          scale=False, offset=False, name=name + '-Norm')
+
+
+def cpu_flags():
+    """The CPU flags that decide bf16 / fp32 speed, from /proc/cpuinfo."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            flags = next((line.split(':', 1)[1].split() for line in f
+                          if line.startswith('flags')), [])
+    except OSError:
+        flags = []
+    wanted = ('avx2', 'avx512f', 'avx512_bf16', 'amx_bf16', 'amx_tile')
+    return ' '.join('%s=%s' % (w, 'yes' if w in flags else 'no')
+                    for w in wanted)
+
+
+def build_models(args):
+    """(reference keras model, gau_keras keras model), same weights."""
+    overrides = dict(num_hidden_layers=args.layers, dropout_rate=0.0,
+                     attention_dropout_rate=0.0,
+                     with_mlm='linear' if args.mlm else False)
+    ref = b4k.build_transformer_model(args.config, model=StockGAUAlpha,
+                                      **overrides)
+    ours_t = gau_keras.build_transformer_model(
+        args.config, model='gau_alpha', return_keras_model=False, **overrides)
+    copy_weights(ref, ours_t)
+    return ref, ours_t.model
+
+
+def copy_weights(ref, ours_t):
+    """Reference weights → gau_keras model, by layer name and shape."""
+    ours = ours_t.model
+    for layer in ours.layers:
+        try:
+            theirs = ref.get_layer(layer.name)
+        except ValueError:
+            continue
+        if hasattr(layer, 'checkpoint_weights'):  # GAU: [i, o, q, k]
+            i, qg, kg, o = theirs.weights  # stock on tf-keras: [i, q, k, o]
+            values = [i, o, qg, kg]
+            for w, v in zip(layer.checkpoint_weights(), values):
+                w.assign(v)
+        else:
+            for w, v in zip(layer.weights, theirs.weights):
+                w.assign(v)
+
+
+def make_step(model, loss_fn):
+    """A tf.function training step with tf-keras Adam."""
+    optimizer = tf.keras.optimizers.Adam(1e-4)
+
+    @tf.function
+    def step(inputs, target):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(target, model(inputs, training=True))
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+    return step
+
+
+def mse(target, y):
+    return tf.reduce_mean(tf.square(y - target))
+
+
+def sparse_ce(target, logits):
+    return tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(
+        target, logits, from_logits=True))
+
+
+def data(args, batch, n, vocab, hidden):
+    rs = np.random.RandomState(0)
+    tokens = rs.randint(1, vocab, (batch, n)).astype('int32')
+    inputs = [tf.constant(tokens), tf.constant(np.zeros_like(tokens))]
+    if args.mlm:
+        return inputs, tf.constant(tokens)
+    return inputs, tf.constant(rs.randn(batch, n, hidden).astype('float32'))
+
+
+def timed_steps(step, inputs, target, count):
+    """[(wall seconds, process CPU seconds)] of ``count`` steps."""
+    times = []
+    for _ in range(count):
+        wall, cpu = time.perf_counter(), time.process_time()
+        step(inputs, target).numpy()
+        times.append((time.perf_counter() - wall, time.process_time() - cpu))
+    return times
+
+
+def bench_case(args, models, batch, n):
+    """Alternating rounds at one size: per-round (wall ratio, CPU ratio)."""
+    ref, ours = models
+    vocab = ours.get_layer('Embedding-Token').input_dim
+    hidden = ours.output_shape[-1]
+    inputs, target = data(args, batch, n, vocab, hidden)
+    agree = np.abs(ref(inputs).numpy() - ours(inputs).numpy()).max()
+    loss_fn = sparse_ce if args.mlm else mse
+    steps = {'reference': make_step(ref, loss_fn),
+             'gau_keras': make_step(ours, loss_fn)}
+    for name in steps:  # trace + warm-up, excluded
+        timed_steps(steps[name], inputs, target, args.warmup)
+    ratios = []
+    for r in range(args.rounds):
+        order = ['reference', 'gau_keras'][::1 if r % 2 == 0 else -1]
+        wall, cpu = {}, {}
+        for name in order:
+            times = timed_steps(steps[name], inputs, target, args.steps)
+            wall[name] = statistics.median(t[0] for t in times)
+            cpu[name] = statistics.median(t[1] for t in times)
+        ratios.append((wall['reference'] / wall['gau_keras'],
+                       cpu['reference'] / cpu['gau_keras']))
+        print('  n=%d b=%d round %d: wall reference %.3f s, gau_keras %.3f s,'
+              ' ratio %.3f | CPU %.3f s, %.3f s, ratio %.3f  (load %.1f)'
+              % (n, batch, r + 1, wall['reference'], wall['gau_keras'],
+                 ratios[-1][0], cpu['reference'], cpu['gau_keras'],
+                 ratios[-1][1], os.getloadavg()[0]), flush=True)
+    return ratios, agree, steps, (inputs, target)
+
+
+# --------------------------------------------------------------- profile
+
+
+def profile_ops(step, inputs, target, count, logdir):
+    """{op type: host self time in ms per step} from the TF profiler."""
+    step(inputs, target).numpy()
+    for old in glob.glob(os.path.join(logdir, '**', '*.xplane.pb'),
+                         recursive=True):
+        os.remove(old)
+    tf.profiler.experimental.start(logdir)
+    for _ in range(count):
+        step(inputs, target).numpy()
+    tf.profiler.experimental.stop()
+    path = sorted(glob.glob(os.path.join(logdir, '**', '*.xplane.pb'),
+                            recursive=True), key=os.path.getmtime)[-1]
+    return op_times(path, count)
+
+
+def op_times(path, count):
+    """Durations of the TensorFlow op events (named 'op_name:OpType') of the
+    host plane of an XSpace file, in ms per step: ({op type: ms},
+    {op name, layers summed: ms}).  oneDNN kernels ('_MklMatMul') count under their op."""
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+    space = xplane_pb2.XSpace()
+    with open(path, 'rb') as f:
+        space.ParseFromString(f.read())
+    by_type, by_name = defaultdict(float), defaultdict(float)
+    for plane in space.planes:
+        if not plane.name.startswith('/host:CPU'):
+            continue
+        names = {k: v.name for k, v in plane.event_metadata.items()}
+        for line in plane.lines:
+            for event in line.events:
+                name = names.get(event.metadata_id, '')
+                if ':' not in name or '::' in name or name.startswith(
+                        ('__inference', 'EagerLocalExecute')):
+                    continue
+                op_name, op_type = name.rsplit(':', 1)
+                op_type = op_type.replace('_Mkl', '').replace('Native', '')
+                ms = event.duration_ps / 1e9 / count
+                by_type[op_type] += ms
+                by_name[re.sub(r'model(_\d+)?/|Transformer-\d+-', '',
+                               op_name)] += ms
+    return by_type, by_name
+
+
+def print_profile(case, profiles, top):
+    ref, ours = (profiles[k][0] for k in ('reference', 'gau_keras'))
+    keys = sorted(set(ref) | set(ours), key=lambda k: -max(ref.get(k, 0),
+                                                           ours.get(k, 0)))
+    print('\nop-level profile, %s (ms per step: sum of op durations over '
+          'the executor threads)' % case)
+    print('| op type | reference | gau_keras |')
+    print('|---|---|---|')
+    for k in keys[:top]:
+        print('| %s | %.1f | %.1f |' % (k, ref.get(k, 0), ours.get(k, 0)))
+    print('| total (all ops) | %.1f | %.1f |' % (sum(ref.values()),
+                                                  sum(ours.values())))
+    for model in ('reference', 'gau_keras'):
+        by_name = profiles[model][1]
+        print('\n%s, top ops by name (ms per step):' % model)
+        for k in sorted(by_name, key=lambda k: -by_name[k])[:top]:
+            print('  %7.1f  %s' % (by_name[k], k))
+
+
+# ------------------------------------------------------------------ main
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--config', default=os.path.join(
+        ROOT, 'configs', 'gau_alpha_base.json'))
+    p.add_argument('--layers', type=int, default=2)
+    p.add_argument('--cases', nargs='+', default=['512x4', '2048x1'],
+                   help='n x batch, e.g. 512x4 2048x1')
+    p.add_argument('--rounds', type=int, default=3)
+    p.add_argument('--steps', type=int, default=3)
+    p.add_argument('--warmup', type=int, default=2)
+    p.add_argument('--mlm', action='store_true',
+                   help='add the tied MLM head and a cross-entropy loss')
+    p.add_argument('--profile', default=None, metavar='DIR',
+                   help='also profile ops with the TF profiler, logs in DIR')
+    p.add_argument('--profile_steps', type=int, default=2)
+    p.add_argument('--top', type=int, default=18)
+    p.add_argument('--inter_op', type=int, default=0,
+                   help='inter-op threads (0: TF default); 1 makes the '
+                   'profiled op durations add up to the step time')
+    return p.parse_args()
+
+
+def main():
+    args = parse_args()
+    if args.inter_op:
+        tf.config.threading.set_inter_op_parallelism_threads(args.inter_op)
+    print('TF %s, %d CPU threads, CPU flags: %s' % (
+        tf.__version__, os.cpu_count(), cpu_flags()))
+    print('config %s, %d layers, fp32, Adam, %s, inter-op threads %s, '
+          'load average %.1f'
+          % (os.path.relpath(args.config, ROOT), args.layers,
+             'MLM head + cross-entropy' if args.mlm else 'MSE on the encoder',
+             args.inter_op or 'default',
+             os.getloadavg()[0]), flush=True)
+    rows = []
+    for case in args.cases:
+        n, batch = (int(v) for v in case.lower().split('x'))
+        tf.keras.backend.clear_session()
+        models = build_models(args)
+        ratios, agree, steps, (inputs, target) = bench_case(args, models,
+                                                            batch, n)
+        rows.append((n, batch, ratios, agree))
+        if args.profile:
+            profiles = {name: profile_ops(step, inputs, target,
+                                          args.profile_steps,
+                                          os.path.join(args.profile, name))
+                        for name, step in steps.items()}
+            print_profile('n=%d b=%d' % (n, batch), profiles, args.top)
+    print('\n| n | batch | rounds | wall ratio, median (range) | '
+          'CPU-time ratio, median (range) | max abs output diff |')
+    print('|---|---|---|---|---|---|')
+    for n, batch, ratios, agree in rows:
+        wall, cpu = [r[0] for r in ratios], [r[1] for r in ratios]
+        print('| %d | %d | %d | %.3f (%.3f–%.3f) | %.3f (%.3f–%.3f) | %.1e |'
+              % (n, batch, len(ratios), statistics.median(wall), min(wall),
+                 max(wall), statistics.median(cpu), min(cpu), max(cpu),
+                 agree))
+    print('\nratio = reference / gau_keras time per step (> 1: gau_keras is '
+          'faster); CPU time = process CPU seconds per step, steadier than '
+          'wall time when other jobs share the cores.  Load average at the '
+          'end: '
+          '%.1f %.1f %.1f' % os.getloadavg())
+
+
+if __name__ == '__main__':
+    main()
