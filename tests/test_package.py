@@ -54,11 +54,10 @@ def test_conflicting_environment_is_a_clear_error(var):
     assert var in last_error(out)
 
 
-@pytest.mark.parametrize('first', [
-    'from bert4keras.tokenizers import Tokenizer',
-    'from bert4keras.backend import keras, K'])
-@pytest.mark.parametrize('second', [
-    'import gau_keras', 'from gau_keras import build_transformer_model'])
+@pytest.mark.parametrize('first,second', [
+    ('from bert4keras.tokenizers import Tokenizer', 'import gau_keras'),
+    ('from bert4keras.backend import keras, K',
+     'from gau_keras import build_transformer_model')])
 def test_bert4keras_first_without_variables_names_cause_and_fix(first,
                                                                 second):
     """bert4keras.backend picks Keras 3 when TF_KERAS is unset: gau_keras
