@@ -378,7 +378,6 @@ class Chid(Task):
     once, :func:`metrics.assign_blanks`)."""
     name = 'chid'
     head = 'multiple_choice'
-    split_files = {'train': ('train.json',), 'dev': ('dev.json',)}
     answer_files = {'train': 'train_answer.json', 'dev': 'dev_answer.json'}
     test_files = (('test1.1.json', 'chid11_predict.json'),
                   ('test1.0.json', 'chid10_predict.json'))
@@ -434,10 +433,6 @@ class Chid(Task):
                                 '[0, %d), got %r' % (key, n, value),
                                 answers_path, field=key)
         return value
-
-    def evaluate(self, examples, predictions):
-        return {'accuracy': metrics.accuracy(
-            predictions, [e.label for e in examples])}
 
     def write_submission(self, path, examples, predictions):
         predictions = _aligned(examples, predictions)
