@@ -11,7 +11,6 @@ needs to tokenize those texts without [UNK]: [PAD] [UNK] [CLS] [SEP] [MASK],
 then characters and '##' word continuations by falling frequency.
 """
 import argparse
-import json
 import os
 import sys
 

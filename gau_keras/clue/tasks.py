@@ -570,8 +570,8 @@ class Cluener(Task):
                                             'label.%s' % kind)
                     start, end = span
                     if text[start:end + 1] != entity:
-                        self.log.add(path, 'skipped: entity whose span does not '
-                                     'spell it')
+                        self.log.add(path, 'skipped: entity whose span '
+                                     'does not spell it')
                         continue
                     out.add((start, end, kind))
         return sorted(out)
