@@ -17,6 +17,10 @@ name).  Replaced, under the same names and signatures:
   (``model='flash', application='lm'``) decodes with
   ``gau_keras.decoding.FlashDecoder``'s cache: each step feeds only the new
   token, whichever beams ``beam_search`` / ``random_sample`` keep.
+- ``DataGenerator.forfit`` / ``fortest``: tf-keras 2.21 splits a *list* of
+  inputs yielded with y = None (``yield [token_ids, segment_ids], None``,
+  bert4keras's idiom for ``Loss``-layer models) into x and y; these yield
+  the inputs as a tuple, which it keeps whole.
 - ``strQ2B``: bert4keras's calls Python 2's ``unichr`` (NameError).
 - ``uniout``: ``from gau_keras.snippets import uniout`` works (a no-op on
   Python 3, as bert4keras's import hook).
@@ -50,7 +54,6 @@ sequence_padding = _b4k.sequence_padding
 truncate_sequences = _b4k.truncate_sequences
 text_segmentate = _b4k.text_segmentate
 is_one_of = _b4k.is_one_of
-DataGenerator = _b4k.DataGenerator
 ViterbiDecoder = _b4k.ViterbiDecoder
 softmax = _b4k.softmax
 insert_arguments = _b4k.insert_arguments
@@ -79,6 +82,51 @@ def strQ2B(ustring):
             code -= 0xFEE0
         out.append(chr(code))
     return ''.join(out)
+
+
+def fit_batch(batch):
+    """A generator item as tf-keras's ``fit`` reads it as bert4keras meant.
+
+    ``([token_ids, segment_ids], None)`` (the bert4keras idiom for models
+    whose loss is a ``Loss`` layer) reaches tf-keras 2.21's
+    ``pack_x_y_sample_weight``, whose ``isinstance(x, tuple or list)`` is
+    ``isinstance(x, tuple)``: the list is then split into x = token_ids,
+    y = segment_ids ("expects 2 input(s), but it received 1").  A tuple of
+    inputs is kept whole, so lists of inputs become tuples.
+
+    Example: ``fit_batch(([a, b], None))`` → ``((a, b), None)``.
+    """
+    if isinstance(batch, tuple) and len(batch) >= 2 and batch[1] is None \
+            and isinstance(batch[0], list):
+        return (tuple(batch[0]),) + batch[1:]
+    return batch
+
+
+class DataGenerator(_b4k.DataGenerator):
+    """bert4keras's ``DataGenerator`` (subclass it, write ``__iter__``)
+    whose ``forfit`` / ``fortest`` items tf-keras 2.21 reads correctly when
+    y is None (see ``fit_batch``).
+
+    Example::
+
+        class data_generator(DataGenerator):
+            def __iter__(self, random=False):
+                for is_end, d in self.sample(random):
+                    ...
+                    yield [batch_token_ids, batch_segment_ids], None
+        model.fit(data_generator(data, 32).forfit(), steps_per_epoch=...)
+    """
+
+    def forfit(self, random=True):
+        while True:
+            for d in self.__iter__(random):
+                yield fit_batch(d)
+
+    def fortest(self, random=False):
+        while True:
+            for d in self.__iter__(random):
+                x = d[0]
+                yield (tuple(x),) if isinstance(x, list) else x
 
 
 def _as_inputs(inputs):
@@ -227,5 +275,5 @@ __all__ = [
     'ViterbiDecoder', 'softmax', 'AutoRegressiveDecoder', 'insert_arguments',
     'delete_arguments', 'longest_common_substring',
     'longest_common_subsequence', 'orthogonally_resize', 'WebServing',
-    'uniout', 'LastTokenPredictor', 'FlashCachePredictor', 'is_causal_flash',
+    'uniout', 'fit_batch', 'LastTokenPredictor', 'FlashCachePredictor', 'is_causal_flash',
 ]
