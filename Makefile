@@ -24,5 +24,9 @@ demo: setup
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS) tests
 
+# Quick subset of scripts/benchmark.py (the full grid: docs/benchmarks.md).
+bench: setup
+	$(PY) scripts/benchmark.py quick --out runs/bench_quick
+
 clean:
 	rm -rf $(VENV) runs .pytest_cache
