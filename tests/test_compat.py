@@ -210,6 +210,60 @@ def test_forfit_fit_save_and_load_weights(name, precision, policy, tmp_path):
         np.testing.assert_array_equal(fresh.predict(x, verbose=0), want)
 
 
+class UnsupervisedGenerator(DataGenerator):
+    """bert4keras's idiom for Loss-layer models: y is None."""
+
+    def __iter__(self, random=False):
+        batch_ids = []
+        for is_end, (ids, _) in self.sample(random):
+            batch_ids.append(ids)
+            if len(batch_ids) == self.batch_size or is_end:
+                batch_ids = sequence_padding(batch_ids)
+                yield [batch_ids, np.ones_like(batch_ids)], None
+                batch_ids = []
+
+
+def loss_layer_model():
+    """UniLM with bert4keras's CrossEntropy Loss layer (its seq2seq
+    examples)."""
+    from gau_keras.backend import K
+    from gau_keras.layers import Loss
+
+    class CrossEntropy(Loss):
+        def compute_loss(self, inputs, mask=None):
+            y_true, y_mask, y_pred = inputs
+            loss = K.sparse_categorical_crossentropy(y_true[:, 1:],
+                                                     y_pred[:, :-1])
+            return K.sum(loss * y_mask[:, 1:]) / K.sum(y_mask[:, 1:])
+
+    model = tiny('gau_alpha', application='unilm')
+    output = CrossEntropy(2)(model.inputs + model.outputs)
+    model = keras.Model(model.inputs, output)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    return model
+
+
+def test_forfit_with_none_labels_fits_a_loss_layer_model():
+    """tf-keras 2.21 splits ([ids, segments], None) into x=ids, y=segments
+    (bert4keras's DataGenerator fails); gau_keras's keeps the inputs whole."""
+    from bert4keras.snippets import DataGenerator as Bert4kerasGenerator
+    model = loss_layer_model()
+    data = toy_data(8)
+
+    class Theirs(Bert4kerasGenerator):
+        __iter__ = UnsupervisedGenerator.__iter__
+    with pytest.raises(ValueError, match='expects 2 input'):
+        model.fit(Theirs(data, 4).forfit(), steps_per_epoch=1, verbose=0)
+    ours = UnsupervisedGenerator(data, 4)
+    model = loss_layer_model()
+    history = model.fit(ours.forfit(), steps_per_epoch=2, epochs=1,
+                        verbose=0).history
+    assert np.isfinite(history['loss'][0])
+    probs = model.predict(ours.fortest(), steps=1, verbose=0)
+    assert probs.shape[0] == 4 and probs.shape[-1] == TINY['vocab_size']
+    np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
+
+
 # ---- MirroredStrategy (2 logical CPUs, subprocess) ---------------------------
 
 def mirrored_worker(cases):
