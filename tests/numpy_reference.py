@@ -68,7 +68,7 @@ def _masked_softmax(a, mask):
     m = np.max(a, axis=-1, keepdims=True)
     m = np.where(np.isfinite(m), m, 0.0)
     e = np.where(mask, np.exp(a - m), 0.0)
-    return e / np.sum(e, axis=-1, keepdims=True)
+    return e / np.maximum(np.sum(e, axis=-1, keepdims=True), 1e-300)
 
 
 def normalize(a, mask=None, method='softmax_plus'):
@@ -84,7 +84,7 @@ def normalize(a, mask=None, method='softmax_plus'):
     if mask is None:
         mask = np.ones(a.shape, bool)
     mask = np.broadcast_to(np.asarray(mask, bool), a.shape)
-    n = mask.sum(axis=-1, keepdims=True).astype(np.float64)
+    n = np.maximum(mask.sum(axis=-1, keepdims=True), 1).astype(np.float64)
     if method == 'squared_relu':
         return np.where(mask, np.maximum(a, 0.0) ** 2, 0.0) / n
     if method == 'squared_relu_n2':
