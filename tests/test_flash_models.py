@@ -48,8 +48,19 @@ def batch(b=2, n=21, seed=0, vocab=2000):
         (b, n), 'int32')
 
 
-@pytest.mark.parametrize('size', ['tiny', 'small', 'base'])
-@pytest.mark.parametrize('model', MODELS)
+def _shipped_flash_configs():
+    from gau_keras.configs import preset_names
+    return [tuple(name.rsplit('_', 1)) for name in preset_names()
+            if name.rsplit('_', 1)[0] in MODELS]
+
+
+def test_every_flash_model_ships_configs():
+    shipped = _shipped_flash_configs()
+    assert {m for m, _ in shipped} == set(MODELS)
+    assert ('flash', 'tiny') in shipped and ('flash_quad', 'base') in shipped
+
+
+@pytest.mark.parametrize('model,size', _shipped_flash_configs())
 def test_shipped_configs(model, size):
     cfg = load_config(config(model, size))
     assert cfg['intermediate_size'] == 2 * cfg['hidden_size']   # e = 2d
