@@ -185,8 +185,10 @@ def attention_values(a, v):
 # ---- attention normalizations: one registry --------------------------------
 #
 # name → f(a, n): a = float32 logits QKᵀ/√s (QKᵀ with attention_scale=False)
-# in which masked entries are already MASK_VALUE, n = float32 number of keys
-# each query may see (≥ 1), broadcastable to a.  f returns float32 A.  Both
+# in which masked entries are large negative (MASK_VALUE, or MASK_VALUE plus
+# the logit), n = float32 number of keys each query may see (≥ 1),
+# broadcastable to a.  f returns float32 A and must give such masked
+# entries weight 0 (relu, softmax and exp do).  Both
 # attention layers (GatedAttentionUnit and the local part of FLASH's
 # MixedChunkAttention) look their ``normalization`` up here, so a new one is
 # one line:
