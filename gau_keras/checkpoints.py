@@ -311,6 +311,9 @@ def export_value(transformer, name, value):
     ``create_variable`` transform (e.g. a transpose in bert4keras's BERT and
     T5), evaluated in a throw-away graph."""
     with tf.Graph().as_default():
+        # the initializer's random draw is discarded, but under
+        # enable_op_determinism a random op needs a seed in this graph
+        tf.compat.v1.set_random_seed(0)
         _, value = transformer.create_variable(name, value)
     return np.asarray(value)
 
