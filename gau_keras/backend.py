@@ -330,3 +330,12 @@ def normalize_attention(logits, mask=None, bias=None, method='softmax_plus'):
         a = tf.where(mask, a, MASK_VALUE)
     n = visible_counts(mask, tf.shape(a)[-1])
     return get_normalization(method)(a, n)
+
+
+# bert4keras.backend helpers that ported scripts import (they work unchanged),
+# so `from bert4keras.backend import X` → `from gau_keras.backend import X`.
+from bert4keras.backend import (  # noqa: E402,F401
+    set_gelu, gelu_erf, gelu_tanh, search_layer, sequence_masking, align,
+    batch_gather, multilabel_categorical_crossentropy,
+    sparse_multilabel_categorical_crossentropy, root_mean_square, leaky_relu,
+    apply_rotary_position_embeddings, is_tf_keras)
