@@ -116,11 +116,22 @@ def dataset_fn(task, feats, batch_size, seed):
     return batches
 
 
+_INFER = [None, None]     # (model, its traced inference function)
+
+
+def _inference_function(model):
+    """The traced inference function of the latest model used (kept across
+    epochs, so dev evaluation does not trace again every epoch)."""
+    if _INFER[0] is not model:
+        _INFER[:] = [model, tf.function(lambda x: model(x, training=False),
+                                        reduce_retracing=True)]
+    return _INFER[1]
+
+
 def model_outputs(model, task, feats, batch_size=64):
     """Model outputs per feature (list), in order; one traced function
     serves every padded length."""
-    infer = tf.function(lambda x: model(x, training=False),
-                        reduce_retracing=True)
+    infer = _inference_function(model)
     out = []
     for i in range(0, len(feats), batch_size):
         x, _ = make_batch(task, feats[i:i + batch_size])
