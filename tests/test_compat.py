@@ -329,13 +329,15 @@ BERT4KERAS_SENTIMENT = '''\
 
 import sys
 import numpy as np
-from bert4keras.backend import keras
+from bert4keras.backend import keras, set_gelu
 from bert4keras.tokenizers import Tokenizer
 from bert4keras.models import build_transformer_model
 from bert4keras.optimizers import Adam, extend_with_piecewise_linear_lr
 from bert4keras.snippets import sequence_padding, DataGenerator
 from bert4keras.snippets import open
 from keras.layers import Lambda, Dense
+
+set_gelu('tanh')  # switch the gelu version
 
 maxlen = 32
 batch_size = 16
