@@ -23,13 +23,16 @@ target (``--mlm`` adds the tied 12000-word MLM head and a cross-entropy,
 which dilutes the attention's share).  Each round times ``--steps`` steps of
 one model then of the other (order alternating between rounds) after
 ``--warmup`` steps excluded; a round's ratio is median(reference) /
-median(gau_keras).  Printed: per round, and the median and range over
-rounds.  The machine is shared, so only ratios from alternating rounds
+median(gau_keras), for wall time and for process CPU time (steadier when
+other jobs share the cores).  Printed: per round, and the median and range
+over rounds.  The machine is shared, so only ratios from alternating rounds
 mean anything.
 
 ``--profile DIR`` also records ``--profile_steps`` steps of each model with
-TensorFlow's profiler and prints, per model, the op types that took the
-most host time (self time of the TensorFlow ops in the step).
+TensorFlow's profiler and prints, per model, the op types and the ops
+(layers summed) that took the most time: the durations of the TensorFlow op
+events of the step.  With ``--inter_op 1`` ops run one at a time, so the
+durations add up to the step time.
 """
 import argparse
 import glob
