@@ -290,18 +290,42 @@ def train_flops(model, cfg, n, batch=1):
 # building the models
 # --------------------------------------------------------------------------
 
-def stock_gau_class():
-    """``StockGAUAlpha`` of scripts/bench_gau.py: the GAU-α stack built
-    from bert4keras's own GatedAttentionUnit (needs a source checkout)."""
+def bench_gau_module():
+    """scripts/bench_gau.py as a module (its ``StockGAUAlpha`` model and its
+    profiler reader ``op_times``); needs a source checkout."""
     import importlib.util
     path = os.path.join(ROOT, 'scripts', 'bench_gau.py')
     if not os.path.exists(path):
-        raise FileNotFoundError('stock_gau needs %s (a source checkout of '
-                                'gau_keras)' % path)
+        raise FileNotFoundError('stock_gau and --profile need %s (a source '
+                                'checkout of gau_keras)' % path)
     spec = importlib.util.spec_from_file_location('_bench_gau', path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.StockGAUAlpha
+    return module
+
+
+def stock_gau_class():
+    """``StockGAUAlpha`` of scripts/bench_gau.py: the GAU-α stack built
+    from bert4keras's own GatedAttentionUnit."""
+    return bench_gau_module().StockGAUAlpha
+
+
+def profile_step(fn, logdir, steps=1, top=12):
+    """Op types and op names that took the most time in ``steps`` calls of
+    ``fn`` under TensorFlow's profiler (host self time, ms per step, summed
+    over executor threads): {'by_type': [[op, ms]…], 'by_name': […]}."""
+    import glob
+    import tensorflow as tf
+    tf.profiler.experimental.start(logdir)
+    for _ in range(steps):
+        fn()
+    tf.profiler.experimental.stop()
+    path = sorted(glob.glob(os.path.join(logdir, '**', '*.xplane.pb'),
+                            recursive=True), key=os.path.getmtime)[-1]
+    by_type, by_name = bench_gau_module().op_times(path, steps)
+    return {key: sorted(([k, v] for k, v in d.items()),
+                        key=lambda kv: -kv[1])[:top]
+            for key, d in (('by_type', by_type), ('by_name', by_name))}
 
 
 def build_bench_model(model, cfg, with_mlm=False):
@@ -401,6 +425,11 @@ def worker(spec):
     result['peak_train_mb'] = peak_rss_mb()
     result['tf_peak_train_mb'] = allocator_peak_mb()
     result['load_average'] = list(os.getloadavg())
+    if spec.get('profile'):
+        with tempfile.TemporaryDirectory() as logdir:
+            result['profile'] = profile_step(
+                lambda: train_step(inputs, target).numpy(), logdir,
+                top=spec['profile'])
     return result
 
 
@@ -610,6 +639,13 @@ def run_speed(args, log=print):
                               'num_attention_heads', 'chunk_size')})))
     t_start = time.time()
     mm = None
+    if 'stock_gau' in args.models:
+        for precision in args.precisions:
+            if precision != 'fp32':
+                report['skipped'].append(dict(
+                    model='stock_gau', precision=precision,
+                    reason='fp32 only (the stock layer is the fp32 '
+                    'reference)'))
     for n in args.lengths:
         if args.tokens // n < 1:
             report['skipped'].append(dict(n=n, reason='tokens per batch %d '
@@ -634,7 +670,7 @@ def run_speed(args, log=print):
         spec = dict(kind='speed', model=model, precision=precision, n=n,
                     batch=args.tokens // n, config=cfgs[model],
                     warmup=args.warmup, steps=args.steps,
-                    matmul_shape=args.matmul_shape)
+                    matmul_shape=args.matmul_shape, profile=args.profile)
         result = derive(run_isolated(spec, args.mem_budget_mb,
                                      args.point_budget_s, log=log),
                         cfgs[model], mm)
@@ -642,6 +678,8 @@ def run_speed(args, log=print):
             failed[key] = (result['status'], n)
         report['results'].append(result)
         log(format_point(result))
+        if result.get('profile'):
+            log(format_profile(result['profile']))
         write_json(os.path.join(args.out, 'speed.json'), report)
     report['matmul'] = matmul_summary(report['results'])
     log('plain matmul %s, measured in every point\'s process: %s' % (
@@ -679,6 +717,15 @@ def format_point(r):
                 100 * r.get('train_flop_fraction', 0),
                 r['infer']['median'], r['infer_tokens_per_s'],
                 r['peak_train_mb'], r['peak_delta_mb']))
+
+
+def format_profile(profile):
+    lines = ['    profile of one training step (ms, host self time summed '
+             'over executor threads):']
+    for key in ('by_type', 'by_name'):
+        lines.append('    %s: %s' % (key, '; '.join(
+            '%s %.0f' % (k, v) for k, v in profile[key])))
+    return '\n'.join(lines)
 
 
 def find_point(report, model, precision, n):
@@ -771,6 +818,13 @@ def speed_tables(report):
                         cells.append(fmt(r))
                 if any(c != '–' for c in cells):
                     lines.append('| %s | %s |' % (model, ' | '.join(cells)))
+    if report.get('skipped'):
+        lines.append('\nnot run:')
+        for k in report['skipped']:
+            lines.append('- %s' % ', '.join(
+                '%s=%s' % (key, k[key]) for key in ('model', 'precision',
+                                                    'n', 'reason')
+                if key in k))
     lines.append('\n| goal | n | measured | target | met |')
     lines.append('|---|---|---|---|---|')
     for g in report.get('goals', []):
@@ -1191,7 +1245,8 @@ def quality_tables(record):
                     if r.get('finetune', {}).get(task, {}).get('status')
                     == 'ok']
         lines.append('| %s | %d | %s | %s | %s | %s |' % (
-            m, rs[0]['params_encoder'], '/'.join(str(r['steps'])
+            m, encoder_params(m, record['configs'][m]),
+            '/'.join(str(r['steps'])
                                                  for r in rs),
             mean_spread([r['heldout']['accuracy'] for r in rs]),
             mean_spread(ft('sentiment')), mean_spread(ft('ner'))))
@@ -1341,6 +1396,9 @@ def add_args(parser):
     g.add_argument('--warmup', type=int, default=1)
     g.add_argument('--steps', type=int, default=3)
     g.add_argument('--matmul_shape', type=_ints, default=[8192, 768, 1536])
+    g.add_argument('--profile', type=int, default=0, metavar='TOP',
+                   help='also profile one training step per point with '
+                   "TensorFlow's profiler and print its TOP op types/names")
     g.add_argument('--mem_budget_mb', type=float, default=12000,
                    help='watchdog: kill a point whose resident set passes '
                    'this (larger n of that model/precision are skipped)')
@@ -1373,15 +1431,58 @@ def main(argv=None, log=print):
                                                           'speed.png')))
         return report
     if args.part == 'plot':
-        with open(os.path.join(args.out, 'speed.json')) as f:
-            report = json.load(f)
-        log(speed_tables(report))
-        return plot_speed(report, os.path.join(args.out, 'speed.png'))
+        return replot(args.out, log)
     if args.part == 'maxbatch':
         return run_maxbatch(args, log)
     if args.part == 'quality':
         return run_quality(args, log)
     return run_length(args, log)
+
+
+def replot(folder, log=print):
+    """Tables and plots again from the JSON files in ``folder``."""
+    out = {}
+    for name in ('speed', 'maxbatch', 'quality', 'length'):
+        path = os.path.join(folder, name + '.json')
+        if not os.path.exists(path):
+            continue
+        with open(path, encoding='utf-8') as f:
+            record = json.load(f)
+        log('\n## %s (%s)\n' % (name, path))
+        log(format_machine(record['machine']))
+        if name == 'speed':
+            log(speed_tables(record))
+            out[name] = plot_speed(record, os.path.join(folder,
+                                                        'speed.png'))
+        elif name == 'maxbatch':
+            log(maxbatch_table(record))
+        elif name == 'quality':
+            log(quality_tables(record))
+        else:
+            log(length_table(record))
+            out[name] = plot_length(record, os.path.join(folder,
+                                                         'length.png'))
+    return out
+
+
+def maxbatch_table(record):
+    lines = ['| model (n=%d, fp32 training, Adam) | encoder params | peak '
+             'MiB at batch %s | MiB per sequence | largest batch in %.0f '
+             'MiB |' % (record['n'], '/'.join(
+                 str(p['batch']) for p in next(iter(
+                     record['models'].values()))['points']),
+                 record['budget_mb']), '|---|---|---|---|---|']
+    for model, e in record['models'].items():
+        lines.append('| %s | %d | %s | %s | %s |' % (
+            model, e['encoder_params'], ' / '.join(
+                '%.0f' % p['peak_train_mb'] if p['status'] == 'ok'
+                else p['status'] for p in e['points']),
+            '%.0f' % e['slope_mb'] if 'slope_mb' in e else '–',
+            e.get('max_batch', '–')))
+    if record.get('ratio'):
+        lines.append('\nflash_quad / roformer_v2 largest batch: %.2f×'
+                     % record['ratio'])
+    return '\n'.join(lines)
 
 
 def quick_defaults(args):
