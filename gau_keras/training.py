@@ -285,6 +285,20 @@ def layer_random_generators(model):
     return generators
 
 
+def legacy_random_generators(model):
+    """The RNG keys of checkpoints written before the path keys ('<index in
+    model.submodules>_<layer name>'); read only, to resume old workdirs."""
+    generators = {}
+    for i, layer in enumerate(model.submodules):
+        rng = getattr(layer, '_random_generator', None)
+        if rng is None or not hasattr(rng, '_maybe_init'):
+            continue
+        rng._maybe_init()
+        if getattr(rng, '_generator', None) is not None:
+            generators['%d_%s' % (i, layer.name)] = rng._generator
+    return generators
+
+
 def _require(ok, message):
     if not ok:
         raise ValueError(message)
@@ -437,6 +451,15 @@ def _state_paths(directory):
             for p in paths]
 
 
+def _restore_error(checkpoint, prefix):
+    """Restore; None if every object matched, else the assertion text."""
+    try:
+        checkpoint.restore(prefix).assert_existing_objects_matched()
+    except AssertionError as e:
+        return str(e)
+    return None
+
+
 def _only_loss_scale_unmatched(message):
     """True if an ``assert_existing_objects_matched`` message lists only the
     fp16 loss-scale variables (absent from an fp32/bf16 checkpoint)."""
@@ -457,8 +480,10 @@ def _batch_digest(batch):
 
 def _finite(tensors):
     """True iff every float tensor is finite (one scalar)."""
+    tensors = [t.values if isinstance(t, tf.IndexedSlices) else t
+               for t in tensors if t is not None]
     checks = [tf.reduce_all(tf.math.is_finite(t)) for t in tensors
-              if t is not None and t.dtype.is_floating]
+              if t.dtype.is_floating]
     return tf.reduce_all(checks) if checks else tf.constant(True)
 
 
@@ -669,16 +694,20 @@ class Trainer(object):
                       'continuing (the fp16 loss scale starts afresh)'
                       % (prefix, info['precision'], precision))
             checkpoint = self._plain_checkpoint
-        status = checkpoint.restore(prefix)
-        try:
-            status.assert_existing_objects_matched()
-        except AssertionError as e:
-            if not (checkpoint is self._plain_checkpoint and
-                    _only_loss_scale_unmatched(str(e))):
-                raise CheckpointMismatchError(
-                    'checkpoint %s does not fit this Trainer (another model,'
-                    ' optimizer or dropout layout?): %s' % (
-                        prefix, str(e).splitlines()[0][:600])) from None
+        error = _restore_error(checkpoint, prefix)
+        if error and self.rng and not info:     # written before run_info
+            legacy = tf.train.Checkpoint(
+                optimizer=checkpoint.optimizer, model=self.model,
+                step=self.step, position=self.position,
+                rng=legacy_random_generators(self.model))
+            if _restore_error(legacy, prefix) is None:
+                error = None
+        if error and not (checkpoint is self._plain_checkpoint and
+                          _only_loss_scale_unmatched(error)):
+            raise CheckpointMismatchError(
+                'checkpoint %s does not fit this Trainer (another model, '
+                'optimizer or dropout layout?): %s' % (
+                    prefix, error.splitlines()[0][:600]))
         self.run_info.assign(json.dumps(info))
         self._saved = info
 
@@ -836,7 +865,8 @@ class Trainer(object):
                 'checkpoint %s holds finite ones)' % (
                     step, ', '.join(bad[:5]), self.manager.latest_checkpoint))
         if self._last_batch is not None:
-            rows, digest = self._last_batch
+            rows, digest = self._last_batch[0], _batch_digest(
+                self._last_batch[1])
             self.run_info.assign(json.dumps({
                 'precision': gk_precision.current_precision(),
                 'batch_rows': rows, 'batch_digest': digest,
@@ -856,7 +886,7 @@ class Trainer(object):
         loss, bad = self._train_step(*inputs, tf.constant(size, tf.float32))
         loss, bad = float(loss), float(bad) > 0
         self._check_finite(step + 1, loss, bad)
-        self._last_batch = (size, _batch_digest(batch))
+        self._last_batch = (size, batch)
         self.step.assign(step + 1)
         self.position.assign(step + 1)
         for callback in self.callbacks:

@@ -463,7 +463,8 @@ def test_precision_change_on_resume(tmp_path, policy, capsys, second):
     """fp32 workdir, bf16/fp16 run (GAU-α with dropout: mixed precision
     adds an output cast layer): resumes, says what differs."""
     from conftest import TINY_GAU, write_json
-    cfg = write_json(tmp_path / 'cfg.json', dict(TINY_GAU, vocab_size=30))
+    cfg = write_json(tmp_path / 'cfg.json', dict(TINY_GAU, vocab_size=30,
+                                                 num_hidden_layers=1))
     rs = np.random.RandomState(0)
 
     def token_batches(position):
@@ -566,19 +567,19 @@ def test_scalar_loss_function_is_refused(tmp_path):
 
 @pytest.mark.parametrize('jit', [False, True])
 def test_one_trace_serves_every_sequence_length(tmp_path, jit):
-    """Batches of 6 lengths: at most 2 traces (the first length, then one
+    """Batches of 4 lengths: at most 2 traces (the first length, then one
     with the length axis unknown), not one per length."""
     model = token_dense()
 
     def varying(position):
         while True:
-            n = 3 + position % 6
+            n = 3 + position % 4
             rs = np.random.RandomState(position)
             yield (rs.randn(4, n, 4).astype('float32'),
                    rs.randint(0, 3, (4, n)))
             position += 1
     trainer = training.Trainer(model, LOSS, optimizers.AdamW(0.01), varying,
-                               12, str(tmp_path), verbose=0,
+                               8, str(tmp_path), verbose=0,
                                jit_compile=jit)
     trainer.train()
     assert trainer._train_step.experimental_get_tracing_count() <= 2
@@ -630,4 +631,36 @@ def test_resume_in_the_middle_of_an_accumulation(tmp_path):
     for a, b in zip(t2.optimizer._accumulators, accumulated):
         np.testing.assert_array_equal(a.numpy(), b)
     t2.train()
+    assert_same_weights(again.get_weights(), whole.get_weights(), atol=0)
+
+
+def test_workdir_of_the_previous_rng_layout_resumes(tmp_path, monkeypatch):
+    """Checkpoints written with the former RNG keys ('<index>_<name>')
+    still resume, dropout state included (same weights as one run)."""
+    def model():
+        x = tf.keras.Input((4,))
+        h = tf.keras.layers.Dropout(0.3, name='drop')(
+            tf.keras.layers.Dense(8)(x))
+        m = tf.keras.Model(x, tf.keras.layers.Dense(3)(h))
+        m.set_weights([np.random.RandomState(0).randn(*w.shape).astype(
+            'float32') for w in m.weights])
+        return m
+    training.set_seed(5, deterministic=False)
+    whole = model()
+    run(tmp_path / 'a', 4, model=whole, verbose=0)
+    training.set_seed(5, deterministic=False)
+    with monkeypatch.context() as m:
+        m.setattr(training, 'layer_random_generators',
+                  training.legacy_random_generators)
+        m.setattr(training.Trainer, 'save', lambda self, step:
+                  self.manager.save(checkpoint_number=step))   # no run_info
+        first = model()
+        t = training.Trainer(first, LOSS, optimizers.AdamW(0.05), batches,
+                             2, str(tmp_path / 'b'), save_every=2, verbose=0)
+        t.train()
+    reader = tf.train.load_checkpoint(str(tmp_path / 'b' / 'ckpt'))
+    keys = reader.get_variable_to_shape_map()
+    assert any(re.match(r'rng/\d+_drop/', k) for k in keys), keys
+    again = model()
+    run(tmp_path / 'b', 4, model=again, verbose=0)
     assert_same_weights(again.get_weights(), whole.get_weights(), atol=0)
