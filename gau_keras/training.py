@@ -565,7 +565,10 @@ class Trainer(object):
         _require(isinstance(optimizer, tf.keras.optimizers.Optimizer),
                  'optimizer must be a tf.keras (tf-keras) optimizer, got %r'
                  % (optimizer,))
-        lr = learning_rate_value(optimizer)
+        try:
+            lr = learning_rate_value(optimizer)
+        except (TypeError, ValueError, AttributeError):
+            lr = 0.0    # a learning rate we cannot evaluate: not checked
         _require(lr >= 0 and lr != float('inf'),
                  'the learning rate of optimizer %s must be a finite number '
                  '>= 0, got %r' % (type(optimizer).__name__, lr))
