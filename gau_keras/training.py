@@ -553,6 +553,7 @@ class Trainer(object):
         self._last_batch = None
         self._skipped = 0
         self.skipped_steps = 0
+        self._verify_batch_size = False
 
     def _check_args(self, model, loss, optimizer, dataset_fn, total_steps,
                     workdir, save_every):
@@ -732,8 +733,9 @@ class Trainer(object):
         self._new_manager()
 
     def _check_same_batches(self):
-        """After a resume: the batch before ``position`` must have the size
-        it had when it was trained (else the data position has shifted)."""
+        """After a resume whose first batch has another size than the last
+        one saved: the batch before ``position`` must still have the size it
+        had when it was trained (else the data position has shifted)."""
         info = getattr(self, '_saved', {})
         position = int(self.position.numpy())
         if not position or 'batch_rows' not in info:
@@ -830,7 +832,7 @@ class Trainer(object):
         if start:
             self._say('resuming from step %d of %d (%s)' % (
                 start, self.total_steps, self.manager.latest_checkpoint))
-            self._check_same_batches()
+            self._verify_batch_size = True
         if start >= self.total_steps:
             return None
         writer = tf.summary.create_file_writer(
@@ -884,6 +886,10 @@ class Trainer(object):
             raise ValueError('dataset_fn ran out of batches at step %d of %d'
                              % (step, self.total_steps)) from None
         inputs, size = self._distribute(batch)
+        if self._verify_batch_size:
+            self._verify_batch_size = False
+            if size != getattr(self, '_saved', {}).get('batch_rows', size):
+                self._check_same_batches()   # a variable size, or changed?
         if self._train_step is None:
             self._train_step = self._build_train_step()
         loss, bad = self._train_step(*inputs, tf.constant(size, tf.float32))
