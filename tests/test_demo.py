@@ -55,8 +55,8 @@ def test_demo_prints_the_scores_of_its_submission_files(demo_run, capsys):
     train = [r['sentence'] for r in json_lines(sent / 'data' / 'train.json')]
     dev = [r['sentence'] for r in json_lines(sent / 'data' / 'dev.json')]
     test = [r['sentence'] for r in json_lines(sent / 'data' / 'test.json')]
-    assert 'train/dev/test %d/%d/%d' % (len(train), len(dev),
-                                        len(test)) in printed
+    assert 'train/dev/test {:,}/{:,}/{:,}'.format(len(train), len(dev),
+                                                  len(test)) in printed
     assert not set(train) & (set(dev) | set(test))
     assert len(set(train)) == len(train)
 
