@@ -561,16 +561,34 @@ def summarize(values):
 # speed: the grid
 # --------------------------------------------------------------------------
 
-def speed_points(models, precisions, lengths, tokens, mixed_lengths=None):
-    """The grid in run order: fp32 first (it holds the acceptance goals),
-    then n ascending, the model order reversed every other n (side by
+def parse_plan(text):
+    """'fp32:2048,512;bf16:2048' → [('fp32', [2048, 512]), ('bf16',
+    [2048])]: the run order of (precision, lengths) stages."""
+    plan = []
+    for stage in (t for t in text.split(';') if t.strip()):
+        precision, _, lengths = stage.partition(':')
+        precision = precision.strip()
+        if precision not in PRECISIONS or not lengths:
+            raise ValueError('--plan stage %r: want PRECISION:N,N,… with '
+                             'PRECISION one of %s' % (stage, PRECISIONS))
+        plan.append((precision, _ints(lengths)))
+    return plan
+
+
+def speed_points(models, precisions, lengths, tokens, mixed_lengths=None,
+                 plan=None):
+    """The grid in run order: stage by stage of ``plan`` (default: each
+    precision over ``lengths``, bf16/xla over ``mixed_lengths`` if given),
+    n in the order given, the model order reversed every other n (side by
     side, alternating).  stock_gau runs in fp32 only.  Points whose batch
     ``tokens // n`` would be 0 are left out (the caller reports them)."""
-    points = []
-    for precision in precisions:
-        grid = lengths if precision == 'fp32' or not mixed_lengths \
-            else mixed_lengths
-        for i, n in enumerate(grid):
+    if plan is None:
+        plan = [(p, lengths if p == 'fp32' or not mixed_lengths
+                 else mixed_lengths) for p in precisions]
+    points, count = [], 0
+    for precision, grid in plan:
+        for n in grid:
+            i, count = count, count + 1
             order = list(models) if i % 2 == 0 else list(models)[::-1]
             for model in order:
                 if model == 'stock_gau' and precision != 'fp32':
@@ -609,6 +627,12 @@ def derive(result, cfg, matmul):
 def run_speed(args, log=print):
     """The speed grid as ``args`` say; returns the report dict (also
     written to ``args.out``/speed.json after every point)."""
+    if getattr(args, 'plan', None):
+        args.precisions = list(dict.fromkeys(p for p, _ in args.plan))
+        args.lengths = sorted({n for _, ns in args.plan for n in ns})
+        args.mixed_lengths = None
+    else:
+        args.plan = None
     cfgs = equal_param_configs(
         hidden=args.hidden, units=args.units, key_size=args.key_size,
         heads=args.heads, chunk_size=args.chunk_size,
@@ -616,7 +640,7 @@ def run_speed(args, log=print):
     report = dict(kind='speed', machine=machine_info(), settings=dict(
         models=args.models, precisions=args.precisions,
         lengths=args.lengths, mixed_lengths=args.mixed_lengths,
-        tokens_per_batch=args.tokens,
+        plan=args.plan, tokens_per_batch=args.tokens,
         hidden=args.hidden, units=args.units, warmup=args.warmup,
         steps=args.steps, mem_budget_mb=args.mem_budget_mb,
         point_budget_s=args.point_budget_s,
@@ -653,10 +677,11 @@ def run_speed(args, log=print):
     failed = {}
     for precision, n, model in speed_points(
             args.models, args.precisions, args.lengths, args.tokens,
-            args.mixed_lengths):
+            args.mixed_lengths, args.plan):
         key = (model, precision)
         reason = None
-        if key in failed:
+        if key in failed and (failed[key][0] == 'error' or
+                              n >= failed[key][1]):
             reason = 'skipped: %s at n=%d' % failed[key]
         elif args.total_budget_s and time.time() - t_start > \
                 args.total_budget_s:
@@ -670,11 +695,14 @@ def run_speed(args, log=print):
         spec = dict(kind='speed', model=model, precision=precision, n=n,
                     batch=args.tokens // n, config=cfgs[model],
                     warmup=args.warmup, steps=args.steps,
-                    matmul_shape=args.matmul_shape, profile=args.profile)
+                    matmul_shape=args.matmul_shape,
+                    profile=args.profile if precision == 'fp32' and (
+                        not args.profile_at or n in args.profile_at) else 0)
         result = derive(run_isolated(spec, args.mem_budget_mb,
                                      args.point_budget_s, log=log),
                         cfgs[model], mm)
-        if result['status'] != 'ok':
+        if result['status'] != 'ok' and (key not in failed or
+                                         n < failed[key][1]):
             failed[key] = (result['status'], n)
         report['results'].append(result)
         log(format_point(result))
@@ -762,10 +790,14 @@ def speed_goals(report):
             ('flash', 'flash_quad', 8192, 0.3, 'memory',
              'flash / flash_quad peak memory (delta)')):
         v = ratio(a, b, n, what)
-        goals.append(dict(goal=label, n=n, value=v, target=target,
-                          met=None if v is None else (
-                              v <= target if what == 'memory'
-                              else v >= target)))
+        goal = dict(goal=label, n=n, value=v, target=target,
+                    met=None if v is None else (
+                        v <= target if what == 'memory' else v >= target))
+        cfgs = report['configs']
+        if what == 'train':
+            goal['flop_ratio'] = forward_flops(b, cfgs[b], n) / \
+                forward_flops(a, cfgs[a], n)
+        goals.append(goal)
     for g in goals:
         if 'met' not in g:
             g['met'] = None if g['target'] is None else g['value'] >= \
@@ -825,13 +857,15 @@ def speed_tables(report):
                 '%s=%s' % (key, k[key]) for key in ('model', 'precision',
                                                     'n', 'reason')
                 if key in k))
-    lines.append('\n| goal | n | measured | target | met |')
-    lines.append('|---|---|---|---|---|')
+    lines.append('\n| goal (fp32) | n | measured | target | met | '
+                 'ratio of the analytic FLOPs |')
+    lines.append('|---|---|---|---|---|---|')
     for g in report.get('goals', []):
-        lines.append('| %s | %d | %s | %s | %s |' % (
+        lines.append('| %s | %d | %s | %s | %s | %s |' % (
             g['goal'], g['n'], '–' if g['value'] is None else
             '%.2f' % g['value'], '–' if g['target'] is None else
-            g['target'], {True: 'yes', False: 'no', None: '–'}[g['met']]))
+            g['target'], {True: 'yes', False: 'no', None: '–'}[g['met']],
+            '%.2f' % g['flop_ratio'] if g.get('flop_ratio') else ''))
     return '\n'.join(lines)
 
 
@@ -1384,6 +1418,9 @@ def add_args(parser):
     g.add_argument('--mixed_lengths', type=_ints, default=None,
                    help='lengths for bf16 / xla (default: --lengths); '
                    'lengths run in the order given')
+    g.add_argument('--plan', type=parse_plan, default=None,
+                   help="run order as stages 'fp32:2048,8192;bf16:2048;…' "
+                   '(overrides --precisions/--lengths/--mixed_lengths)')
     g.add_argument('--tokens', type=int, default=8192,
                    help='tokens per batch (batch = tokens // n)')
     g.add_argument('--hidden', type=int, default=768)
@@ -1399,6 +1436,9 @@ def add_args(parser):
     g.add_argument('--profile', type=int, default=0, metavar='TOP',
                    help='also profile one training step per point with '
                    "TensorFlow's profiler and print its TOP op types/names")
+    g.add_argument('--profile_at', type=_ints, default=None,
+                   help='profile only at these n (default: every n); '
+                   'fp32 points only')
     g.add_argument('--mem_budget_mb', type=float, default=12000,
                    help='watchdog: kill a point whose resident set passes '
                    'this (larger n of that model/precision are skipped)')
