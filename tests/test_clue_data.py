@@ -223,3 +223,19 @@ def test_any_task_predicts_a_present_test10_file(tmp_path):
     assert [(s[0], s[2]) for s in sets] == [
         ('test.json', 'afqmc_predict.json'),
         ('test1.0.json', 'afqmc10_predict.json')]
+
+
+def test_register_task_adds_a_task_and_its_alias(monkeypatch):
+    monkeypatch.setattr(clue.tasks, 'TASKS', dict(clue.TASKS))
+    monkeypatch.setattr(clue.tasks, 'ALIASES', dict(clue.ALIASES))
+
+    class Reviews(clue.TASKS['tnews']):
+        name, aliases = 'reviews', ('review_sentiment',)
+
+    clue.register_task(Reviews)
+    t = clue.get_task('REVIEW_SENTIMENT', os.path.join(FIXTURES, 'tnews'),
+                      verbose=False)
+    assert isinstance(t, Reviews) and t.head == 'classification'
+    assert 'reviews' in clue.tasks.task_names()
+    with pytest.raises(TypeError, match='not a gau_keras.clue.Task'):
+        clue.register_task(dict)

@@ -14,5 +14,6 @@ from gau_keras.clue.readers import (  # noqa: F401
     ChidExample, ChoiceExample, ClueDataError, NerExample, SpanExample,
     TextExample)
 from gau_keras.clue.tasks import (  # noqa: F401
-    ALIASES, TASKS, Task, canonical_name, get_task, task_names)
+    ALIASES, TASKS, Task, canonical_name, get_task, register_task,
+    task_names)
 from gau_keras.clue import metrics, submission  # noqa: F401

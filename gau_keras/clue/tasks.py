@@ -609,6 +609,24 @@ TASKS = {cls.name: cls for cls in (Tnews, Iflytek, Afqmc, Cmnli, Ocnli, Wsc,
 ALIASES = {alias: cls.name for cls in TASKS.values() for alias in cls.aliases}
 
 
+def register_task(cls):
+    """Adds a ``Task`` subclass to the registry (one line per new task).
+
+    Its ``name`` and ``aliases`` become valid ``--task`` values of
+    ``scripts/finetune_clue.py``.  Example::
+
+        class Sentiment(Tnews):
+            name, aliases = 'sentiment', ()
+        register_task(Sentiment)
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Task)):
+        raise TypeError('register_task(%r): not a gau_keras.clue.Task '
+                        'subclass' % (cls,))
+    TASKS[cls.name] = cls
+    ALIASES.update({alias: cls.name for alias in cls.aliases})
+    return cls
+
+
 def task_names():
     """The eleven task names (aliases not included)."""
     return list(TASKS)
