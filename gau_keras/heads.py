@@ -240,7 +240,6 @@ Bidirectional = keras.layers.Bidirectional
 Conv1D = keras.layers.Conv1D
 GlobalAveragePooling1D = b4k_layers.GlobalAveragePooling1D
 GlobalMaxPooling1D = b4k_layers.GlobalMaxPooling1D
-MultiHeadAttention = b4k_layers.MultiHeadAttention
 FeedForward = b4k_layers.FeedForward
 PositionEmbedding = b4k_layers.PositionEmbedding
 SinusoidalPositionEmbedding = b4k_layers.SinusoidalPositionEmbedding
@@ -250,15 +249,52 @@ Concatenate1D = b4k_layers.Concatenate1D
 BatchSplit = b4k_layers.BatchSplit
 BatchConcat = b4k_layers.BatchConcat
 
-#: The heads fixed here (float32 under mixed precision).
+
+
+class MultiHeadAttention(b4k_layers.MultiHeadAttention):
+    """bert4keras's MultiHeadAttention with one attention-dropout sublayer.
+
+    bert4keras's ``pay_attention_to`` creates a new ``Dropout`` at every
+    call.  Once dropout draws from a per-layer ``tf.random.Generator``
+    (``gau_keras.training.set_seed``, the Trainer), that is a new variable
+    at every trace, which ``tf.function`` refuses on a retrace ("only
+    supports singleton tf.Variables created on the first call"), and its
+    state could not be checkpointed.  Here the layer owns one Dropout
+    (``attention_dropout``), used for every call; the maths is bert4keras's.
+    ``build_transformer_model`` puts it into bert4keras's models (bert,
+    roformer, roformer_v2, ...).  Example::
+
+        att = MultiHeadAttention(heads=2, head_size=8, attention_dropout=0.1)
+    """
+
+    def build(self, input_shape):
+        super(MultiHeadAttention, self).build(input_shape)
+        self.attention_dropout_layer = keras.layers.Dropout(
+            self.attention_dropout, name='attention_dropout') if (
+                self.attention_dropout) else None
+
+    def pay_attention_to(self, inputs, mask=None, **kwargs):
+        # bert4keras looks its Dropout class up in its module at call time:
+        # hand it this layer's one Dropout instead of a new one.
+        created = b4k_layers.Dropout
+        b4k_layers.Dropout = lambda rate: self.attention_dropout_layer
+        try:
+            return super(MultiHeadAttention, self).pay_attention_to(
+                inputs, mask, **kwargs)
+        finally:
+            b4k_layers.Dropout = created
+
+
+#: The layers fixed here (float32 under mixed precision; one dropout).
 FIXED_HEADS = ('ConditionalRandomField', 'MaximumEntropyMarkovModel',
-               'GlobalPointer', 'EfficientGlobalPointer', 'Loss')
+               'GlobalPointer', 'EfficientGlobalPointer', 'Loss',
+               'MultiHeadAttention')
 #: Names re-exported unchanged (from keras.layers or bert4keras.layers).
 REEXPORTED = (
     'Input', 'Layer', 'Dense', 'Dropout', 'Lambda', 'Activation', 'Add',
     'Concatenate', 'Multiply', 'Average', 'Reshape', 'Masking', 'LSTM',
     'Bidirectional', 'Conv1D', 'GlobalAveragePooling1D',
-    'GlobalMaxPooling1D', 'MultiHeadAttention', 'FeedForward',
+    'GlobalMaxPooling1D', 'FeedForward',
     'PositionEmbedding', 'SinusoidalPositionEmbedding',
     'RelativePositionEmbedding', 'RelativePositionEmbeddingT5',
     'Concatenate1D', 'BatchSplit', 'BatchConcat')

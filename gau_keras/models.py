@@ -20,10 +20,11 @@ Example::
 import inspect
 
 import tensorflow as tf
+from bert4keras import layers as b4k_layers
 from bert4keras import models as b4k
 from bert4keras.layers import Add, Dropout
 
-from gau_keras import checkpoints
+from gau_keras import checkpoints, heads
 from gau_keras.backend import keras
 from gau_keras.configs import (ConfigError, config_source, load_config,
                                resolve_config_path, warn_unknown_keys)
@@ -352,6 +353,17 @@ class Bert4kerasCompat(object):
     def save_weights_as_checkpoint(self, filename, mapping=None, dtype=None):
         return checkpoints.save_weights_as_checkpoint(self, filename, mapping,
                                                       dtype)
+
+    def apply(self, inputs=None, layer=None, arguments=None, **kwargs):
+        """bert4keras's ``apply`` with gau_keras's MultiHeadAttention (one
+        attention-dropout layer, so the model trains in a ``tf.function``
+        that retraces)."""
+        if layer is b4k_layers.MultiHeadAttention:
+            if self.residual_attention_scores:
+                kwargs['return_attention_scores'] = True
+            layer = heads.MultiHeadAttention
+        return super(Bert4kerasCompat, self).apply(inputs, layer, arguments,
+                                                   **kwargs)
 
 
 def bert4keras_model(class_name):

@@ -269,3 +269,39 @@ def test_crf_and_global_pointer_train_on_models(name, precision, policy):
     np.testing.assert_allclose(loss[r], nll, rtol=1e-4)
     path = ViterbiDecoder(trans).decode(scores[r, :lengths[r]].copy())
     assert tuple(path) == best
+
+
+@pytest.mark.parametrize('name', ['roformer_v2', 'bert'])
+def test_bert4keras_attention_dropout_retraces_and_is_checkpointable(name):
+    """bert4keras's MultiHeadAttention makes a new Dropout per call: once
+    dropout draws from per-layer generators (set_seed), a retrace creates a
+    new variable and tf.function refuses.  The builder's one-Dropout layer
+    retraces, keeps bert4keras's maths, and its RNG is found for resume."""
+    from gau_keras import training
+    training.set_seed(0, deterministic=False)
+    cfg = dict(vocab_size=50, hidden_size=16, intermediate_size=32,
+               num_attention_heads=2, num_hidden_layers=1, hidden_act='gelu',
+               type_vocab_size=2, hidden_dropout_prob=0.0,
+               attention_probs_dropout_prob=0.5, max_position_embeddings=32)
+    model = gau_keras.build_transformer_model(model=name, **cfg)
+    att = model.get_layer('Transformer-0-MultiHeadSelfAttention')
+    assert isinstance(att, heads.MultiHeadAttention)
+    step = tf.function(lambda x: model([x, 0 * x], training=True),
+                       reduce_retracing=True)
+    rng = np.random.default_rng(0)
+    for n in (5, 7, 9):  # new lengths: retraces
+        x = rng.integers(1, 50, (2, n))
+        assert step(x).shape == (2, n, 16)
+    x = rng.integers(1, 50, (2, 6))
+    assert not np.allclose(step(x), step(x))  # dropout is on in training
+    # bert4keras's own layer with the same weights: same outputs at inference
+    config = att.get_config()
+    del config['kernel_initializer']  # roformer_v2's is a bound method
+    ref = b4k_layers.MultiHeadAttention.from_config(config)
+    q = tf.constant(rng.normal(size=(2, 6, 16)), tf.float32)
+    ref([q, q, q])
+    ref.set_weights(att.get_weights())
+    np.testing.assert_allclose(att([q, q, q], training=False),
+                               ref([q, q, q], training=False), atol=1e-6)
+    assert any(k.endswith('attention_dropout') for k in
+               training.layer_random_generators(model))
