@@ -79,6 +79,22 @@ def test_one_epoch_writes_metrics_and_a_full_submission(
             assert z.namelist() == ['afqmc_predict.json']
 
 
+@pytest.mark.parametrize('model', ['flash', 'flash_quad', 'roformer_v2'])
+def test_any_builder_model_fine_tunes(model, script, setup_files, tmp_path):
+    """--model takes any builder name: FLASH, FLASH-Quad and bert4keras's
+    roformer_v2 (attention dropout 0.1, one trace for every length)."""
+    config, vocab = setup_files
+    task = clue.get_task('afqmc', os.path.join(FIXTURES, 'afqmc'), False)
+    out = tmp_path / 'out'
+    script.main(['--task', 'afqmc', '--data_dir', task.data_dir,
+                 '--config', config, '--vocab', vocab, '--output_dir',
+                 str(out), '--epochs', '1', '--batch_size', '2',
+                 '--maxlen', '32', '--model', model])
+    _, items, out_name = task.test_sets()[0]
+    assert len(submission.check_submission(str(out / out_name),
+                                           items)) == len(items)
+
+
 def test_vocab_must_match_a_checkpoints_config(script, setup_files,
                                                tmp_path):
     config, vocab = setup_files
