@@ -43,6 +43,18 @@ def cpu_flags(path='/proc/cpuinfo'):
     return frozenset()
 
 
+#: The CPU flags that decide fp32 / bf16 speed (printed with benchmarks).
+SPEED_FLAGS = ('avx2', 'avx512f', 'avx512_bf16', 'amx_bf16', 'amx_tile')
+
+
+def cpu_flags_summary(flags=None):
+    """'avx2=yes avx512f=yes avx512_bf16=no amx_bf16=no amx_tile=no' for
+    this CPU (or for the given ``flags``): every benchmark prints it."""
+    flags = cpu_flags() if flags is None else flags
+    return ' '.join('%s=%s' % (k, 'yes' if k in flags else 'no')
+                    for k in SPEED_FLAGS)
+
+
 def gpu_compute_capabilities():
     """(major, minor) of each visible GPU, e.g. [(8, 0)] on an A100."""
     caps = []

@@ -42,6 +42,7 @@ from gau_keras import checkpoints as gk_checkpoints
 from gau_keras import configs as gk_configs
 from gau_keras import corpora
 from gau_keras import optimizers as gk_optimizers
+from gau_keras import precision
 from gau_keras import training
 
 OBJECTIVES = ('mlm', 'lm')
@@ -956,17 +957,6 @@ def training_rate(config, model_name, data, seconds, objective='mlm',
     return tokens / max(times[-1][0] - t_start, 1e-9), len(times) - 3
 
 
-def cpu_flags():
-    """Which of avx512_bf16 / amx_bf16 / avx2 /proc/cpuinfo lists."""
-    try:
-        with open('/proc/cpuinfo') as f:
-            flags = set(f.read().split())
-    except OSError:
-        flags = set()
-    return ' '.join('%s=%s' % (k, 'yes' if k in flags else 'no')
-                    for k in ('avx512_bf16', 'amx_bf16', 'avx2'))
-
-
 def run_benchmark(args):
     """Prints pipeline tokens/s and training tokens/s for the tiny and the
     base config of ``--model`` on the run's corpus, alternating, twice."""
@@ -974,7 +964,8 @@ def run_benchmark(args):
     os.makedirs(args.output_dir, exist_ok=True)
     paths, _, vocab = prepare_corpus(args)
     training.set_seed(args.seed, False)
-    print('CPU flags: %s; other processes share this CPU' % cpu_flags())
+    print('CPU flags: %s; other processes share this CPU'
+          % precision.cpu_flags_summary())
     rows = []
     for size in ('tiny', 'base'):
         config = '%s_%s' % (args.model, size)

@@ -19,22 +19,11 @@ import gau_keras  # noqa: F401  (before tensorflow)
 import numpy as np
 import tensorflow as tf
 
+from gau_keras.precision import cpu_flags_summary
 from gau_keras import build_transformer_model
 from gau_keras.decoding import (FlashDecoder, generate_without_cache,
                                 sampler)
 
-
-
-def cpu_flags():
-    """The benchmark-relevant CPU flags of /proc/cpuinfo (bf16 / AMX / AVX)."""
-    wanted = ('avx2', 'avx512f', 'avx512_bf16', 'amx_bf16', 'amx_tile')
-    try:
-        with open('/proc/cpuinfo') as f:
-            flags = set(next((l for l in f if l.startswith('flags')),
-                             '').split())
-    except OSError:
-        flags = set()
-    return ' '.join(w for w in wanted if w in flags) or 'unknown'
 
 
 def parse_args():
@@ -65,7 +54,7 @@ def main():
     decoder.generate(prompt, 2)                      # compile the step
     cached, t_cached = timed(decoder.generate, prompt, args.tokens)
     full, t_full = timed(generate_without_cache, lm, prompt, args.tokens)
-    print('CPU flags: %s; load average %.2f' % (cpu_flags(),
+    print('CPU flags: %s; load average %.2f' % (cpu_flags_summary(),
                                                 os.getloadavg()[0]))
     print('model: %s (d=%d, %d blocks, chunk_size=%d), prompt %d tokens, '
           'greedy, %d new tokens, XLA step: %s'

@@ -17,20 +17,9 @@ import gau_keras  # noqa: F401  (before tensorflow)
 import numpy as np
 import tensorflow as tf
 
+from gau_keras.precision import cpu_flags_summary
 from gau_keras import build_transformer_model
 from gau_keras.backend import keras
-
-
-def cpu_flags():
-    """The benchmark-relevant CPU flags of /proc/cpuinfo (bf16 / AMX / AVX)."""
-    wanted = ('avx2', 'avx512f', 'avx512_bf16', 'amx_bf16', 'amx_tile')
-    try:
-        with open('/proc/cpuinfo') as f:
-            flags = set(next((l for l in f if l.startswith('flags')),
-                             '').split())
-    except OSError:
-        flags = set()
-    return ' '.join(w for w in wanted if w in flags) or 'unknown'
 
 
 def parse_args():
@@ -113,7 +102,7 @@ def main():
              args.blocks, args.vocab, args.tokens, args.steps,
              tf.config.threading.get_intra_op_parallelism_threads() or
              os.cpu_count()))
-    print('CPU flags: %s' % cpu_flags())
+    print('CPU flags: %s' % cpu_flags_summary())
     print('load average before: %.2f' % os.getloadavg()[0])
     best, models = measure(args)
     n0 = args.lengths[0]

@@ -47,6 +47,8 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 import gau_keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+
+from gau_keras.precision import cpu_flags_summary  # noqa: E402
 from bert4keras import models as b4k  # noqa: E402
 from bert4keras.layers import Add, Dropout  # noqa: E402
 from bert4keras.layers import GatedAttentionUnit as StockGAU  # noqa: E402
@@ -82,19 +84,6 @@ class StockGAUAlpha(b4k.RoFormerV2):
         y = self.apply(inputs=[inputs, y], layer=Add, name=name + '-Add')
         return self.apply(inputs=y, layer=StockNorm, zero_mean=False,
                           scale=False, offset=False, name=name + '-Norm')
-
-
-def cpu_flags():
-    """The CPU flags that decide bf16 / fp32 speed, from /proc/cpuinfo."""
-    try:
-        with open('/proc/cpuinfo') as f:
-            flags = next((line.split(':', 1)[1].split() for line in f
-                          if line.startswith('flags')), [])
-    except OSError:
-        flags = []
-    wanted = ('avx2', 'avx512f', 'avx512_bf16', 'amx_bf16', 'amx_tile')
-    return ' '.join('%s=%s' % (w, 'yes' if w in flags else 'no')
-                    for w in wanted)
 
 
 def build_models(args):
@@ -299,7 +288,7 @@ def main():
     if args.inter_op:
         tf.config.threading.set_inter_op_parallelism_threads(args.inter_op)
     print('TF %s, %d CPU threads, CPU flags: %s' % (
-        tf.__version__, os.cpu_count(), cpu_flags()))
+        tf.__version__, os.cpu_count(), cpu_flags_summary()))
     print('config %s, %d layers, fp32, Adam, %s, inter-op threads %s, '
           'load average %.1f'
           % (os.path.relpath(args.config, ROOT), args.layers,

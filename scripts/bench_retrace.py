@@ -17,15 +17,13 @@ import gau_keras  # noqa: F401  (before tensorflow)
 import numpy as np
 import tensorflow as tf
 
-from gau_keras import optimizers, training
+from gau_keras import optimizers, precision, training
 
 p = argparse.ArgumentParser()
 p.add_argument('--xla', action='store_true')
 p.add_argument('--steps', type=int, default=40)
 args = p.parse_args()
-flags = open('/proc/cpuinfo').read()
-print('cpu flags:', [f for f in ('avx512_bf16', 'amx_bf16', 'avx2')
-                     if f in flags], '| gau_keras from',
+print('cpu flags:', precision.cpu_flags_summary(), '| gau_keras from',
       os.path.dirname(gau_keras.__file__), '| xla', args.xla)
 cfg = 'gau_alpha_tiny'  # the shipped config, by name
 training.set_seed(1, deterministic=False)

@@ -37,7 +37,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 import gau_keras  # noqa: E402  (selects Keras 2 before TensorFlow loads)
 import numpy as np  # noqa: E402
 
-from gau_keras import clue  # noqa: E402
+from gau_keras import clue, precision  # noqa: E402
 from gau_keras.clue import metrics, snownlp_tasks, submission  # noqa: E402
 from gau_keras.clue.baselines import NaiveBayes  # noqa: E402
 
@@ -195,12 +195,7 @@ def summary(results, nb, data, seconds, args):
 
 def machine():
     """'2 cores (avx2 avx512_bf16 amx_bf16), load average 1.0 1.2 0.9'."""
-    try:
-        with open('/proc/cpuinfo') as f:
-            flags = set(next((line for line in f if line.startswith(
-                'flags')), ':').split(':', 1)[1].split())
-    except OSError:
-        flags = set()
+    flags = precision.cpu_flags()
     found = [x for x in ('avx2', 'avx512_bf16', 'amx_bf16') if x in flags]
     try:
         load = 'load average %.1f %.1f %.1f' % os.getloadavg()

@@ -190,3 +190,9 @@ def test_warning_can_be_turned_off(device):
     with warnings.catch_warnings():
         warnings.simplefilter('error')
         assert precision.set_precision('bf16', warn=False) == 'mixed_bfloat16'
+
+
+def test_cpu_flags_summary_names_every_speed_flag():
+    from gau_keras import precision
+    assert precision.cpu_flags_summary({'avx2', 'amx_bf16', 'sse4_2'}) == (
+        'avx2=yes avx512f=no avx512_bf16=no amx_bf16=yes amx_tile=no')
