@@ -1038,9 +1038,8 @@ def tiny_configs(args, vocab_size):
         vocab_size=vocab_size, chunk_size=args.tiny_chunk,
         max_position=max([512, args.norm_maxlen] + list(args.length_eval)))
     for cfg in cfgs.values():
-        # attention dropout stays 0 for every model: bert4keras's
-        # MultiHeadAttention builds a Dropout layer inside call(), which the
-        # Trainer's tf.function refuses (variables created on a later call)
+        # attention dropout 0 for every model (as in the published run; the
+        # builder's MultiHeadAttention would now also train with it)
         cfg.update(hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.0)
     return cfgs
 
