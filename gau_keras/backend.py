@@ -81,6 +81,49 @@ def rotary_position_embedding(x, positions, layout='interleaved',
     return x * cos + rot * sin
 
 
+#: Whether ``swish`` computes its gradient in one XLA-fused pass (set False
+#: on a TensorFlow build without XLA; the result is the same formula).
+FUSE_SWISH_GRADIENT = True
+
+
+@tf.function(jit_compile=True, reduce_retracing=True)
+def _fused_swish_gradient(x, dy):
+    s = tf.sigmoid(x)
+    return dy * s * (1.0 + x * (1.0 - s))
+
+
+def swish_gradient(x, dy):
+    """dL/dx of φ(x) = x·σ(x):   dy · σ(x) · (1 + x·(1 - σ(x))).
+
+    One XLA-compiled elementwise pass (reads x and dy, writes dx) when
+    ``FUSE_SWISH_GRADIENT``; TensorFlow's own silu gradient runs the same
+    formula as six separate ops over the [b, n, 2e+s] projection, which took
+    about as long as the layer's QKᵀ and its gradients together at n=512
+    (``docs/gau_speed.md``).
+
+    Example: ``swish_gradient(tf.zeros([2]), tf.ones([2]))`` → [0.5, 0.5].
+    """
+    if FUSE_SWISH_GRADIENT:
+        return _fused_swish_gradient(x, dy)
+    s = tf.sigmoid(x)
+    return dy * s * (1.0 + x * (1.0 - s))
+
+
+@tf.custom_gradient
+def swish(x):
+    """φ(x) = x·σ(x) (= tf.nn.silu), with the fused ``swish_gradient``.
+
+    The forward pass is ``tf.nn.silu`` (oneDNN fuses it into one op); the
+    GAU and FLASH layers use this as the activation of their input
+    projection when the configured activation is swish / silu.
+
+    Example: ``swish(tf.constant([0.0, 1.0]))`` → [0.0, 0.7310586].
+    """
+    def grad(dy):
+        return swish_gradient(x, dy)
+    return tf.nn.silu(x), grad
+
+
 def causal_mask(q_len, k_len):
     """bool [q_len, k_len]: query i sees key j iff j ≤ i + (k_len - q_len)."""
     i = tf.range(q_len)[:, None] + (k_len - q_len)

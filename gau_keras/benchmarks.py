@@ -51,7 +51,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 #: The models of the speed benchmark; 'stock_gau' is the GAU-α stack of
-#: bert4keras's own GatedAttentionUnit (scripts/bench_gau.py), fp32 only.
+#: bert4keras's own GatedAttentionUnit (gau_keras.stock), fp32 only.
 SPEED_MODELS = ('gau_alpha', 'flash_quad', 'flash', 'roformer_v2', 'bert',
                 'stock_gau')
 GAU_MODELS = ('gau_alpha', 'flash_quad', 'flash', 'stock_gau')
@@ -290,39 +290,24 @@ def train_flops(model, cfg, n, batch=1):
 # building the models
 # --------------------------------------------------------------------------
 
-def bench_gau_module():
-    """scripts/bench_gau.py as a module (its ``StockGAUAlpha`` model and its
-    profiler reader ``op_times``); needs a source checkout."""
-    import importlib.util
-    path = os.path.join(ROOT, 'scripts', 'bench_gau.py')
-    if not os.path.exists(path):
-        raise FileNotFoundError('stock_gau and --profile need %s (a source '
-                                'checkout of gau_keras)' % path)
-    spec = importlib.util.spec_from_file_location('_bench_gau', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def stock_gau_class():
-    """``StockGAUAlpha`` of scripts/bench_gau.py: the GAU-α stack built
-    from bert4keras's own GatedAttentionUnit."""
-    return bench_gau_module().StockGAUAlpha
+    """``gau_keras.stock.StockGAUAlpha``: the GAU-α stack built from
+    bert4keras's own GatedAttentionUnit."""
+    from gau_keras.stock import StockGAUAlpha
+    return StockGAUAlpha
 
 
 def profile_step(fn, logdir, steps=1, top=12):
     """Op types and op names that took the most time in ``steps`` calls of
     ``fn`` under TensorFlow's profiler (host self time, ms per step, summed
     over executor threads): {'by_type': [[op, ms]…], 'by_name': […]}."""
-    import glob
     import tensorflow as tf
     tf.profiler.experimental.start(logdir)
     for _ in range(steps):
         fn()
     tf.profiler.experimental.stop()
-    path = sorted(glob.glob(os.path.join(logdir, '**', '*.xplane.pb'),
-                            recursive=True), key=os.path.getmtime)[-1]
-    by_type, by_name = bench_gau_module().op_times(path, steps)
+    from gau_keras.profiling import latest_xplane, op_times
+    by_type, by_name = op_times(latest_xplane(logdir), steps)
     return {key: sorted(([k, v] for k, v in d.items()),
                         key=lambda kv: -kv[1])[:top]
             for key, d in (('by_type', by_type), ('by_name', by_name))}

@@ -278,6 +278,9 @@ class GatedUnitBase(keras.layers.Layer):
         return init
 
     def _dense(self, units, name, activation=None):
+        if activation is not None and getattr(
+                activation, '__name__', None) in ('swish', 'silu'):
+            activation = backend.swish  # same φ, one-pass fused gradient
         return keras.layers.Dense(
             units, activation=activation, use_bias=self.use_bias,
             kernel_initializer=self._fresh_initializer(), name=name,

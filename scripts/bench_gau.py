@@ -3,6 +3,7 @@
     python scripts/bench_gau.py                          # n=512 b=4, n=2048 b=1
     python scripts/bench_gau.py --rounds 1 --steps 2     # quick look
     python scripts/bench_gau.py --profile runs/gau_prof  # + op-level profile
+    python scripts/bench_gau.py --layer                  # one layer alone
 
 Both stacks are the same GAU-α encoder (config ``--config``, default
 configs/gau_alpha_base.json: H=768, e=1536, s=128; ``--layers`` GAU blocks,
@@ -21,7 +22,7 @@ one fp32 training step (forward, backward, tf-keras Adam update, in a
 is the mean squared error of the encoder output against a fixed random
 target (``--mlm`` adds the tied 12000-word MLM head and a cross-entropy,
 which dilutes the attention's share).  Each round times ``--steps`` steps of
-one model then of the other (order alternating between rounds) after
+each model, interleaved step by step (the order flips every step), after
 ``--warmup`` steps excluded; a round's ratio is median(reference) /
 median(gau_keras), for wall time and for process CPU time (steadier when
 other jobs share the cores); also the ratio of each model's fastest step
@@ -38,10 +39,8 @@ durations add up to the step time.
 import argparse
 import glob
 import os
-import re
 import statistics
 import time
-from collections import defaultdict
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 import gau_keras  # noqa: E402
@@ -49,41 +48,12 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from gau_keras.precision import cpu_flags_summary  # noqa: E402
+from gau_keras.profiling import latest_xplane, op_times  # noqa: E402
+from gau_keras.stock import StockGAUAlpha, copy_stock_weights  # noqa: E402
 from bert4keras import models as b4k  # noqa: E402
-from bert4keras.layers import Add, Dropout  # noqa: E402
 from bert4keras.layers import GatedAttentionUnit as StockGAU  # noqa: E402
-from bert4keras.layers import LayerNormalization as StockNorm  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-class StockGAUAlpha(b4k.RoFormerV2):
-    """GAU-α from bert4keras's own classes (the timing reference).
-
-    Blocks: stock ``GatedAttentionUnit`` (softmax_plus, rotary position
-    bias) → Dropout → Add → parameter-free RMS norm; RoFormerV2's
-    initializer with order 3.
-    """
-
-    def initializer(self, shape, dtype=None, order=3, gain=1.0):
-        return super(StockGAUAlpha, self).initializer(shape, dtype, order,
-                                                      gain)
-
-    def apply_main_layers(self, inputs, index):
-        name = 'Transformer-%d-GatedAttentionUnit' % index
-        y = self.apply(
-            inputs=[inputs, self.compute_position_bias(inputs)],
-            layer=StockGAU, arguments={'p_bias': 'rotary'},
-            units=self.intermediate_size, key_size=self.attention_key_size,
-            activation=self.hidden_act, use_bias=False,
-            normalization='softmax_plus',
-            attention_dropout=self.attention_dropout_rate,
-            kernel_initializer=self.initializer, name=name)
-        y = self.apply(inputs=y, layer=Dropout, rate=self.dropout_rate,
-                       name=name + '-Dropout')
-        y = self.apply(inputs=[inputs, y], layer=Add, name=name + '-Add')
-        return self.apply(inputs=y, layer=StockNorm, zero_mean=False,
-                          scale=False, offset=False, name=name + '-Norm')
 
 
 def build_models(args):
@@ -95,26 +65,8 @@ def build_models(args):
                                       **overrides)
     ours_t = gau_keras.build_transformer_model(
         args.config, model='gau_alpha', return_keras_model=False, **overrides)
-    copy_weights(ref, ours_t)
+    copy_stock_weights(ref, ours_t)
     return ref, ours_t.model
-
-
-def copy_weights(ref, ours_t):
-    """Reference weights → gau_keras model, by layer name and shape."""
-    ours = ours_t.model
-    for layer in ours.layers:
-        try:
-            theirs = ref.get_layer(layer.name)
-        except ValueError:
-            continue
-        if hasattr(layer, 'checkpoint_weights'):  # GAU: [i, o, q, k]
-            i, qg, kg, o = theirs.weights  # stock on tf-keras: [i, q, k, o]
-            values = [i, o, qg, kg]
-            for w, v in zip(layer.checkpoint_weights(), values):
-                w.assign(v)
-        else:
-            for w, v in zip(layer.weights, theirs.weights):
-                w.assign(v)
 
 
 def make_step(model, loss_fn):
@@ -173,14 +125,20 @@ def bench_case(args, models, batch, n):
         timed_steps(steps[name], inputs, target, args.warmup)
     ratios, best = [], {name: [float('inf')] * 2 for name in steps}
     for r in range(args.rounds):
-        order = ['reference', 'gau_keras'][::1 if r % 2 == 0 else -1]
+        # Steps interleaved one by one (order flipping every step), so a
+        # drift of the machine's speed hits both models alike.
+        times = {name: [] for name in steps}
+        for i in range(args.steps):
+            order = ['reference', 'gau_keras'][::1 if (r + i) % 2 == 0
+                                               else -1]
+            for name in order:
+                times[name] += timed_steps(steps[name], inputs, target, 1)
         wall, cpu = {}, {}
-        for name in order:
-            times = timed_steps(steps[name], inputs, target, args.steps)
-            best[name] = [min(best[name][i], *(t[i] for t in times))
+        for name in steps:
+            best[name] = [min(best[name][i], *(t[i] for t in times[name]))
                           for i in (0, 1)]
-            wall[name] = statistics.median(t[0] for t in times)
-            cpu[name] = statistics.median(t[1] for t in times)
+            wall[name] = statistics.median(t[0] for t in times[name])
+            cpu[name] = statistics.median(t[1] for t in times[name])
         ratios.append((wall['reference'] / wall['gau_keras'],
                        cpu['reference'] / cpu['gau_keras']))
         print('  n=%d b=%d round %d: wall reference %.3f s, gau_keras %.3f s,'
@@ -206,37 +164,7 @@ def profile_ops(step, inputs, target, count, logdir):
     for _ in range(count):
         step(inputs, target).numpy()
     tf.profiler.experimental.stop()
-    path = sorted(glob.glob(os.path.join(logdir, '**', '*.xplane.pb'),
-                            recursive=True), key=os.path.getmtime)[-1]
-    return op_times(path, count)
-
-
-def op_times(path, count):
-    """Durations of the TensorFlow op events (named 'op_name:OpType') of the
-    host plane of an XSpace file, in ms per step: ({op type: ms},
-    {op name, layers summed: ms}).  oneDNN kernels ('_MklMatMul') count under their op."""
-    from tensorflow.tsl.profiler.protobuf import xplane_pb2
-    space = xplane_pb2.XSpace()
-    with open(path, 'rb') as f:
-        space.ParseFromString(f.read())
-    by_type, by_name = defaultdict(float), defaultdict(float)
-    for plane in space.planes:
-        if not plane.name.startswith('/host:CPU'):
-            continue
-        names = {k: v.name for k, v in plane.event_metadata.items()}
-        for line in plane.lines:
-            for event in line.events:
-                name = names.get(event.metadata_id, '')
-                if ':' not in name or '::' in name or name.startswith(
-                        ('__inference', 'EagerLocalExecute')):
-                    continue
-                op_name, op_type = name.rsplit(':', 1)
-                op_type = op_type.replace('_Mkl', '').replace('Native', '')
-                ms = event.duration_ps / 1e9 / count
-                by_type[op_type] += ms
-                by_name[re.sub(r'model(_\d+)?/|Transformer-\d+-', '',
-                               op_name)] += ms
-    return by_type, by_name
+    return op_times(latest_xplane(logdir), count)
 
 
 def print_profile(case, profiles, top):
@@ -261,6 +189,59 @@ def print_profile(case, profiles, top):
 # ------------------------------------------------------------------ main
 
 
+def bench_layer(args, batch, n):
+    """One GAU layer alone, fwd + bwd (sum of squares of the output), key
+    mask on: stock bert4keras layer vs gau_keras's, and gau_keras's with
+    ``backend.FUSE_SWISH_GRADIENT = False``; steps interleaved, medians."""
+    from gau_keras import backend
+    from gau_keras.layers import GatedAttentionUnit
+    from bert4keras.layers import SinusoidalPositionEmbedding
+    cfg = gau_keras.configs.load_config(args.config)
+    hidden, e, s = (cfg['hidden_size'], cfg['intermediate_size'],
+                    cfg['attention_key_size'])
+    rs = np.random.RandomState(0)
+    x = tf.constant(rs.randn(batch, n, hidden).astype('float32'))
+    mask = tf.ones([batch, n], tf.bool)
+    stock = StockGAU(e, key_size=s, use_bias=False, activation='swish',
+                     normalization='softmax_plus')
+    sinus = SinusoidalPositionEmbedding(s, 'zero')
+    ours = GatedAttentionUnit(e, s, use_bias=False,
+                              normalization='softmax_plus')
+
+    def step_of(layer, call, fused=True):
+        backend.FUSE_SWISH_GRADIENT = fused
+        call(x)
+
+        @tf.function
+        def step(x):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = call(x)
+                loss = tf.reduce_sum(y * y)
+            return tape.gradient(loss, [x] + layer.trainable_weights)
+        step(x)  # traced with this FUSE_SWISH_GRADIENT
+        backend.FUSE_SWISH_GRADIENT = True
+        return step
+    steps = {
+        'stock': step_of(stock, lambda x: stock(
+            [x, sinus(x)], mask=[mask, None], p_bias='rotary')),
+        'gau_keras': step_of(ours, lambda x: ours(x, mask=mask)),
+        'gau_keras, unfused swish gradient': step_of(
+            ours, lambda x: ours(x, mask=mask), fused=False)}
+    times = {k: [] for k in steps}
+    for i in range(args.rounds * args.steps):
+        for k in (list(steps) if i % 2 else list(steps)[::-1]):
+            t = time.perf_counter()
+            [g.numpy() for g in steps[k](x)]
+            times[k].append(time.perf_counter() - t)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print('one GAU layer fwd+bwd, n=%d b=%d, H=%d e=%d s=%d, %d steps each'
+          ' (interleaved): ' % (n, batch, hidden, e, s, len(times['stock']))
+          + ', '.join('%s %.1f ms' % (k, 1000 * v) for k, v in med.items())
+          + '; stock / gau_keras = %.3f' % (med['stock'] / med['gau_keras']),
+          flush=True)
+
+
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--config', default=os.path.join(
@@ -271,6 +252,9 @@ def parse_args():
     p.add_argument('--rounds', type=int, default=3)
     p.add_argument('--steps', type=int, default=3)
     p.add_argument('--warmup', type=int, default=2)
+    p.add_argument('--layer', action='store_true',
+                   help='time one GAU layer alone (stock vs gau_keras, and '
+                   'gau_keras with the unfused swish gradient)')
     p.add_argument('--mlm', action='store_true',
                    help='add the tied MLM head and a cross-entropy loss')
     p.add_argument('--profile', default=None, metavar='DIR',
@@ -295,6 +279,11 @@ def main():
              'MLM head + cross-entropy' if args.mlm else 'MSE on the encoder',
              args.inter_op or 'default',
              os.getloadavg()[0]), flush=True)
+    if args.layer:
+        for case in args.cases:
+            n, batch = (int(v) for v in case.lower().split('x'))
+            bench_layer(args, batch, n)
+        return
     rows = []
     for case in args.cases:
         n, batch = (int(v) for v in case.lower().split('x'))

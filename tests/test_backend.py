@@ -265,3 +265,59 @@ def test_rope_low_precision_at_position_2000(dtype, eps, layout):
         np.testing.assert_allclose(
             np.asarray(tf.cast(got[:, :, h], tf.float64)), want,
             atol=4 * eps * np.abs(x64).max())
+
+
+def _numpy_swish_and_grad(x):
+    s = 1.0 / (1.0 + np.exp(-x.astype(np.float64)))
+    return x * s, s + x * s * (1.0 - s)  # φ(x), φ'(x)
+
+
+@pytest.mark.parametrize('fused', [True, False])
+def test_swish_value_and_gradient_match_numpy(fused, monkeypatch):
+    monkeypatch.setattr(backend, 'FUSE_SWISH_GRADIENT', fused)
+    rng = np.random.default_rng(3)
+    x = rng.normal(scale=4.0, size=(3, 5, 7)).astype(np.float32)
+    dy = rng.normal(size=x.shape).astype(np.float32)
+    xt = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(xt)
+        y = backend.swish(xt)
+    dx = tape.gradient(y, xt, output_gradients=tf.constant(dy))
+    want_y, want_d = _numpy_swish_and_grad(x)
+    np.testing.assert_allclose(y.numpy(), want_y, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(dx.numpy(), dy * want_d, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('dtype', ['float16', 'bfloat16'])
+def test_swish_gradient_low_precision_and_inside_xla(dtype):
+    """Same gradient as TensorFlow's silu in 16 bits, also when the whole
+    step is XLA-compiled (the fused gradient nests in the outer cluster)."""
+    rng = np.random.default_rng(4)
+    x = tf.constant(rng.normal(scale=3.0, size=(4, 6)), dtype)
+
+    def grads(f):
+        def run(x):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = f(x)
+            return tape.gradient(y, x)
+        return [tf.cast(run(x), tf.float32).numpy(),
+                tf.cast(tf.function(run, jit_compile=True)(x),
+                        tf.float32).numpy()]
+
+    ours, theirs = grads(backend.swish), grads(tf.nn.silu)
+    tol = 1e-2 if dtype == 'float16' else 4e-2
+    for a, b in zip(ours, theirs):
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+
+
+def test_gated_layers_use_the_fused_swish_for_swish_only():
+    from gau_keras.layers import GatedAttentionUnit
+    gau = GatedAttentionUnit(8, key_size=4, activation='swish')
+    gau(tf.zeros([1, 3, 6]))
+    assert gau.i_dense.activation is backend.swish
+    relu = GatedAttentionUnit(8, key_size=4, activation='relu')
+    relu(tf.zeros([1, 3, 6]))
+    assert relu.i_dense.activation is not backend.swish
+    assert relu.get_config()['activation'] == 'relu'
+    assert gau.get_config()['activation'] == 'swish'
