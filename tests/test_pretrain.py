@@ -259,6 +259,34 @@ def test_loss_falls_on_a_tiny_corpus(corpus, tmp_path):
     assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.5, losses[-5:]
 
 
+def test_chosen_positions_loss_and_gradients_equal_the_full_head(corpus):
+    """Logits at the chosen positions only: same per-example loss, same
+    statistics and same gradients as the tied head over all positions."""
+    data = data_of(corpus, maxlen=32, batch_size=4)
+    t = pretraining.build_pretraining_model(corpus['config'], 'gau_alpha',
+                                            'mlm', data.vocab_size)
+    encoder, head = pretraining.chosen_positions_model(t)
+    assert ({v.ref() for v in encoder.trainable_variables}
+            == {v.ref() for v in t.model.trainable_variables})
+    x, y = next(iter(data.dataset()))
+    y = tuple(y)
+    results = []
+    for model, loss_fn in ((t.model, pretraining.PretrainingStats()),
+                           (encoder, pretraining.PretrainingStats())):
+        fn = loss_fn.loss_fn(head if model is encoder else None)
+        with tf.GradientTape() as tape:
+            per_example = fn(y, model(list(x), training=False))
+            total = tf.reduce_sum(per_example)
+        grads = tape.gradient(total, t.model.trainable_variables)
+        results.append((per_example.numpy(), loss_fn.take(),
+                        [tf.convert_to_tensor(g).numpy() for g in grads]))
+    (loss_a, stats_a, grads_a), (loss_b, stats_b, grads_b) = results
+    assert stats_a[0] > 0 and stats_a == stats_b
+    np.testing.assert_allclose(loss_b, loss_a, rtol=1e-5, atol=1e-5)
+    for ga, gb in zip(grads_a, grads_b):
+        np.testing.assert_allclose(gb, ga, rtol=1e-4, atol=1e-6)
+
+
 def numpy_release_lamb(w, grads, lr, schedule, wd=0.01, b1=0.9, b2=0.999,
                        eps=1e-6):
     """LAMB as GAU-α's release: Adam without bias correction, decoupled
