@@ -805,6 +805,14 @@ EMBEDDED = dict(steps=6500, batch_size=32, optimizer='adamw',
                 learning_rate=3e-3, lr_schedule={100: 1.0, 6500: 0.1})
 
 
+def embedded_schedule(steps):
+    """The embedded run's schedule scaled to ``steps``: warm-up over
+    min(100, steps/20) steps, then linear decay to 0.1× at the last step
+    (6500 steps: ``EMBEDDED['lr_schedule']``)."""
+    warmup = max(1, min(100, steps // 20))
+    return {warmup: 1.0, max(steps, warmup + 1): 0.1}
+
+
 def fill_defaults(args):
     """Embedded defaults without --corpus; release defaults otherwise."""
     embedded = args.corpus is None
@@ -818,8 +826,8 @@ def fill_defaults(args):
         args.learning_rate = EMBEDDED['learning_rate'] if embedded \
             else RELEASE_LAMB['learning_rate']
     if args.lr_schedule is None:
-        args.lr_schedule = dict(EMBEDDED['lr_schedule'] if embedded
-                                else RELEASE_SCHEDULE)
+        args.lr_schedule = (embedded_schedule(args.steps) if embedded
+                            else dict(RELEASE_SCHEDULE))
     if args.objective == 'lm' and args.mask_rate != MASK_RATE:
         raise ValueError('--mask_rate applies to --objective mlm only')
     if args.maxlen < 8:

@@ -287,6 +287,20 @@ def test_chosen_positions_loss_and_gradients_equal_the_full_head(corpus):
         np.testing.assert_allclose(gb, ga, rtol=1e-4, atol=1e-6)
 
 
+def test_embedded_schedule_follows_the_step_count():
+    import argparse
+    parse = pretraining.add_pretrain_args(argparse.ArgumentParser()).parse_args
+    args = pretraining.fill_defaults(parse(['out']))
+    assert args.steps == pretraining.EMBEDDED['steps'] == 6500
+    assert args.lr_schedule == pretraining.EMBEDDED['lr_schedule']
+    assert pretraining.fill_defaults(parse(['out', '--steps', '300'])
+                                     ).lr_schedule == {15: 1.0, 300: 0.1}
+    assert pretraining.embedded_schedule(1) == {1: 1.0, 2: 0.1}
+    given = pretraining.fill_defaults(parse(
+        ['out', '--steps', '300', '--lr_schedule', '{"10": 1, "300": 0.5}']))
+    assert given.lr_schedule == {10: 1.0, 300: 0.5}
+
+
 def numpy_release_lamb(w, grads, lr, schedule, wd=0.01, b1=0.9, b2=0.999,
                        eps=1e-6):
     """LAMB as GAU-α's release: Adam without bias correction, decoupled
