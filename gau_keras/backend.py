@@ -86,10 +86,13 @@ def rotary_position_embedding(x, positions, layout='interleaved',
 FUSE_SWISH_GRADIENT = True
 
 
-@tf.function(jit_compile=True, reduce_retracing=True)
-def _fused_swish_gradient(x, dy):
+def _swish_gradient(x, dy):
     s = tf.sigmoid(x)
     return dy * s * (1.0 + x * (1.0 - s))
+
+
+_fused_swish_gradient = tf.function(_swish_gradient, jit_compile=True,
+                                    reduce_retracing=True)
 
 
 def swish_gradient(x, dy):
@@ -105,8 +108,7 @@ def swish_gradient(x, dy):
     """
     if FUSE_SWISH_GRADIENT:
         return _fused_swish_gradient(x, dy)
-    s = tf.sigmoid(x)
-    return dy * s * (1.0 + x * (1.0 - s))
+    return _swish_gradient(x, dy)
 
 
 @tf.custom_gradient

@@ -250,7 +250,6 @@ BatchSplit = b4k_layers.BatchSplit
 BatchConcat = b4k_layers.BatchConcat
 
 
-
 class MultiHeadAttention(b4k_layers.MultiHeadAttention):
     """bert4keras's MultiHeadAttention with one attention-dropout sublayer.
 

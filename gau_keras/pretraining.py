@@ -552,6 +552,18 @@ def chosen_positions_model(transformer):
     return encoder, head
 
 
+def training_view(transformer, objective='mlm', jit_compile=False,
+                  mlm_logits='chosen'):
+    """(Keras model the Trainer trains, head for ``loss_fn``): the
+    ``chosen_positions_model`` for MLM, the full model (head None) for
+    'lm', under XLA (static shapes only) or with ``mlm_logits='all'``."""
+    if objective == 'mlm' and mlm_logits == 'chosen' and not jit_compile:
+        chosen = chosen_positions_model(transformer)
+        if chosen is not None:
+            return chosen
+    return transformer.model, None
+
+
 class PretrainingStats(object):
     """Sums updated inside the training step (on-read variables summed
     over replicas): chosen positions, correct predictions, real tokens.
@@ -921,10 +933,8 @@ def run(args, callbacks=()):
         transformer = build_pretraining_model(
             args.config, args.model, args.objective, data.vocab_size)
         model = transformer.model
-        chosen = None
-        if (args.objective == 'mlm' and args.mlm_logits == 'chosen'
-                and not setup.jit_compile):  # XLA: static shapes only
-            chosen = chosen_positions_model(transformer)
+        trained, head = training_view(transformer, args.objective,
+                                      setup.jit_compile, args.mlm_logits)
         kwargs = {}
         if args.optimizer in ('adam', 'adamw', 'lamb'):
             kwargs['bias_correction'] = bool(args.bias_correction)
@@ -950,8 +960,7 @@ def run(args, callbacks=()):
     if ckpts:
         print('resuming from %s' % ckpts[0])
     trainer = training.Trainer(
-        chosen[0] if chosen else model,
-        stats.loss_fn(chosen[1] if chosen else None), optimizer,
+        trained, stats.loss_fn(head), optimizer,
         data.dataset_fn(args.prefetch),
         args.steps, args.output_dir, save_every=args.save_every,
         strategy=setup.strategy, jit_compile=setup.jit_compile,
@@ -1014,9 +1023,7 @@ def training_rate(config, model_name, data, seconds, objective='mlm',
     with tempfile.TemporaryDirectory() as tmp:
         transformer = build_pretraining_model(config, model_name, objective,
                                               data.vocab_size)
-        model, head = transformer.model, None
-        if objective == 'mlm' and not jit_compile:  # as ``run`` trains
-            model, head = chosen_positions_model(transformer)
+        model, head = training_view(transformer, objective, jit_compile)
         stats = PretrainingStats()
         times = []
 

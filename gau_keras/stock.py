@@ -26,7 +26,7 @@ class StockGAUAlpha(b4k_models.RoFormerV2):
 
     Blocks: stock ``GatedAttentionUnit`` (softmax_plus, rotary position
     bias) → Dropout → Add → parameter-free RMS norm; RoFormerV2's
-    initializer with order 3.
+    initializer with order 3; loads checkpoints with the release's names.
     """
 
     def initializer(self, shape, dtype=None, order=3, gain=1.0):
@@ -48,6 +48,19 @@ class StockGAUAlpha(b4k_models.RoFormerV2):
         y = self.apply(inputs=[inputs, y], layer=Add, name=name + '-Add')
         return self.apply(inputs=y, layer=StockNorm, zero_mean=False,
                           scale=False, offset=False, name=name + '-Norm')
+
+    def variable_mapping(self):
+        """The GAU-α release's TF1 names (the stock layer on tf-keras holds
+        [i_dense, q, k, o_dense])."""
+        mapping = {'Embedding-Token': ['bert/embeddings/word_embeddings'],
+                   'Embedding-Segment': [
+                       'bert/embeddings/token_type_embeddings']}
+        for i in range(self.num_hidden_layers):
+            p = 'GAU_alpha/encoder/layer_%d/gau/' % i
+            mapping['Transformer-%d-GatedAttentionUnit' % i] = [
+                p + 'i_dense/kernel', p + 'q_scaleoffset/gamma',
+                p + 'k_scaleoffset/gamma', p + 'o_dense/kernel']
+        return mapping
 
 
 def copy_stock_weights(ref, ours_t):

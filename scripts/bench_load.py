@@ -19,46 +19,10 @@ import gau_keras  # noqa: E402,F401
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from bert4keras import models as b4k  # noqa: E402
-from bert4keras.layers import Add, Dropout  # noqa: E402
-from bert4keras.layers import GatedAttentionUnit as B4KGAU  # noqa: E402
-from bert4keras.layers import LayerNormalization as B4KNorm  # noqa: E402
 
 from gau_keras.checkpoints import write_checkpoint  # noqa: E402
 from gau_keras.configs import load_config, resolve_config_path  # noqa: E402
-
-
-class Bert4kerasGAUAlpha(b4k.RoFormerV2):
-    """GAU-α on bert4keras's own classes (reference timing only)."""
-
-    def initializer(self, shape, dtype=None, order=3, gain=1.0):
-        return super(Bert4kerasGAUAlpha, self).initializer(shape, dtype,
-                                                           order, gain)
-
-    def apply_main_layers(self, inputs, index):
-        name = 'Transformer-%d-GatedAttentionUnit' % index
-        x = self.apply(
-            inputs=[inputs, self.compute_position_bias(inputs)],
-            layer=B4KGAU, arguments={'p_bias': 'rotary'},
-            units=self.intermediate_size, key_size=self.attention_key_size,
-            activation=self.hidden_act, use_bias=False,
-            normalization='softmax_plus', kernel_initializer=self.initializer,
-            name=name)
-        x = self.apply(inputs=x, layer=Dropout, rate=self.dropout_rate,
-                       name=name + '-Dropout')
-        x = self.apply(inputs=[inputs, x], layer=Add, name=name + '-Add')
-        return self.apply(inputs=x, layer=B4KNorm, zero_mean=False,
-                          scale=False, offset=False, name=name + '-Norm')
-
-    def variable_mapping(self):
-        mapping = {'Embedding-Token': ['bert/embeddings/word_embeddings'],
-                   'Embedding-Segment': [
-                       'bert/embeddings/token_type_embeddings']}
-        for i in range(self.num_hidden_layers):
-            p = 'GAU_alpha/encoder/layer_%d/gau/' % i
-            mapping['Transformer-%d-GatedAttentionUnit' % i] = [
-                p + 'i_dense/kernel', p + 'q_scaleoffset/gamma',
-                p + 'k_scaleoffset/gamma', p + 'o_dense/kernel']
-        return mapping
+from gau_keras.stock import StockGAUAlpha  # noqa: E402
 
 
 def release_checkpoint(config, path):
@@ -120,7 +84,7 @@ def main():
                lambda t: t.load_weights_from_checkpoint(ckpt), args.repeats)
     theirs = run('bert4keras (load_variable per name)',
                  lambda: b4k.build_transformer_model(
-                     args.config, model=Bert4kerasGAUAlpha,
+                     args.config, model=StockGAUAlpha,
                      return_keras_model=False),
                  lambda t: t.load_weights_from_checkpoint(ckpt), args.repeats)
     x = np.random.default_rng(1).integers(1, 100, (2, 16))

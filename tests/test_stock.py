@@ -58,3 +58,19 @@ def test_op_times_reads_a_profile(tmp_path):
 def test_latest_xplane_names_the_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match=str(tmp_path)):
         profiling.latest_xplane(str(tmp_path))
+
+
+def test_stock_stack_loads_a_release_layout_checkpoint(tmp_path):
+    """gau_keras exports the release's names; bert4keras's stock stack loads
+    them (its variable_mapping) and computes the same outputs."""
+    from gau_keras import checkpoints
+    ours = gau_keras.build_transformer_model(
+        None, model='gau_alpha', return_keras_model=False, **TINY)
+    prefix = checkpoints.save_weights_as_checkpoint(
+        ours, str(tmp_path / 'bert_model.ckpt'))
+    ref = b4k_build(None, prefix, model=StockGAUAlpha, **TINY)
+    x = _inputs(1)
+    real = x[0] > 0
+    np.testing.assert_allclose(ref.predict(x, verbose=0)[real],
+                               ours.model.predict(x, verbose=0)[real],
+                               rtol=1e-5, atol=1e-5)
