@@ -37,6 +37,8 @@ Example::
     cfgs = benchmarks.equal_param_configs(hidden=64, units=2, key_size=16)
     benchmarks.forward_flops('flash', cfgs['flash'], n=512, batch=2)
 """
+import contextlib
+import glob
 import json
 import math
 import os
@@ -1013,6 +1015,16 @@ def add_quality_args(p):
     g.add_argument('--length_norms', type=_names(
         ('squared_relu', 'softmax_plus', 'squared_relu_n2')),
         default=['squared_relu', 'softmax_plus'])
+    g.add_argument('--shard', type=parse_shard, default=(0, 1),
+                   metavar='I/N', help='run every N-th (model, seed) job '
+                   'from the I-th (0-based), into <part>.shardIofN.json, so '
+                   'N processes share the work; tables and plots merge '
+                   'all shards')
+    g.add_argument('--threads', type=int, default=0,
+                   help='TensorFlow intra- and inter-op threads of the '
+                   'process and its fine-tuning subprocesses (0: '
+                   "TensorFlow's default); 1 with --shard I/2 keeps two "
+                   'processes on two cores')
 
 
 def tiny_configs(args, vocab_size):
@@ -1033,8 +1045,10 @@ def pretrain_budgeted(model_name, cfg, data, cpu_seconds, lr, seed,
                       log=print):
     """MLM pretraining of ``model_name`` until its training steps used
     ``cpu_seconds`` of process CPU time (the first step, with tracing, not
-    counted).  LAMB as the release (no bias correction, decay 0.01), lr
-    ``lr`` with 25 warm-up steps.  Returns (transformer, record)."""
+    counted), MLM logits at the chosen positions only
+    (``pretraining.chosen_positions_model``).  LAMB as the release (no bias
+    correction, decay 0.01), lr ``lr`` with 25 warm-up steps.  Returns
+    (transformer, record)."""
     import numpy as np
     import tensorflow as tf
     import gau_keras
@@ -1045,6 +1059,10 @@ def pretrain_budgeted(model_name, cfg, data, cpu_seconds, lr, seed,
         None, model=model_name, with_mlm='linear', return_keras_model=False,
         **cfg)
     model = transformer.model
+    # logits at the chosen positions only (same loss and gradients as the
+    # head over all positions; every model here has a head it applies to)
+    encoder, head = pretraining.chosen_positions_model(transformer)
+    loss_fn = pretraining.PretrainingStats().loss_fn(head)
     optimizer = pretraining.release_optimizer(lr, lr_schedule={25: 1.0})
     spec = tf.TensorSpec((None, None), tf.int32)
 
@@ -1052,10 +1070,9 @@ def pretrain_budgeted(model_name, cfg, data, cpu_seconds, lr, seed,
                                   tf.TensorSpec((None, None), tf.float32)])
     def step(ids, segs, labels, weights):
         with tf.GradientTape() as tape:
-            logits = tf.cast(model([ids, segs], training=True), tf.float32)
-            ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels,
-                                                                logits)
-            loss = tf.reduce_mean(tf.reduce_sum(weights * ce, axis=1))
+            hidden = encoder([ids, segs], training=True)
+            loss = tf.reduce_mean(loss_fn((labels, weights, ids > 0),
+                                          hidden))
         grads = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         return loss
@@ -1132,6 +1149,60 @@ def finetune_folders(folder, args):
     return out
 
 
+def decontaminated(train, tasks):
+    """``train`` without the sentences that share a 16-character n-gram with
+    a fine-tuning task's dev or test text (People's Daily is both the
+    pretraining corpus and the NER task's source), written beside it once;
+    (path, number removed)."""
+    from gau_keras import corpora
+    path = train[:-len('.txt')] + '_decontaminated.txt'
+    count = path + '.removed'
+    if not os.path.exists(count):
+        held = []
+        for folder in tasks.values():
+            for name in ('dev.json', 'test.json'):
+                with open(os.path.join(folder, name), encoding='utf-8') as f:
+                    rows = [json.loads(line) for line in f if line.strip()]
+                held += [r.get('text', r.get('sentence', '')) for r in rows]
+        kept, removed = corpora.without_overlap(corpora.read_lines(train),
+                                                held)
+        with open(path, 'w', encoding='utf-8') as f:
+            f.write('\n'.join(kept) + '\n')
+        with open(count, 'w') as f:
+            f.write(str(removed))
+    with open(count) as f:
+        return path, int(f.read())
+
+
+def task_baselines(tasks):
+    """Simple methods on the fine-tuning tasks' own (cut) splits: naive
+    Bayes (char 1-2-grams) dev accuracy on sentiment, the training entities'
+    dictionary (longest match) dev entity F1 on NER."""
+    from gau_keras import clue
+    from gau_keras.clue import metrics
+    from gau_keras.clue.baselines import EntityDictionary, NaiveBayes
+    out = {}
+    if 'sentiment' in tasks:
+        task = clue.get_task('tnews', tasks['sentiment'], verbose=False)
+        train, dev = task.load('train'), task.load('dev')
+        nb = NaiveBayes(2).fit([e.text_a for e in train],
+                               [e.label for e in train])
+        out['sentiment'] = dict(method='naive Bayes, char 1-2-grams',
+                                value=metrics.accuracy(
+                                    nb.predict([e.text_a for e in dev]),
+                                    [e.label for e in dev]))
+    if 'ner' in tasks:
+        task = clue.get_task('cluener', tasks['ner'], verbose=False)
+        train, dev = task.load('train'), task.load('dev')
+        ed = EntityDictionary().fit([e.text for e in train],
+                                    [e.entities for e in train])
+        out['ner'] = dict(method='training entities, longest match',
+                          value=metrics.entity_prf(
+                              [e.entities for e in dev],
+                              ed.predict([e.text for e in dev]))['f1'])
+    return out
+
+
 def finetune(export, model_name, task_dir, task, seed, out, args):
     """scripts/finetune_clue.py on an exported checkpoint; its best dev
     metric (accuracy for sentiment, entity F1 for NER)."""
@@ -1177,6 +1248,60 @@ def mean_spread(values):
                                  statistics.stdev(values), len(values))
 
 
+def parse_shard(text):
+    """'I/N' → (I, N), 0 ≤ I < N."""
+    try:
+        i, n = (int(v) for v in text.split('/'))
+    except ValueError:
+        raise ValueError('--shard must be I/N, got %r' % text)
+    if not 0 <= i < n:
+        raise ValueError('--shard I/N needs 0 <= I < N, got %r' % text)
+    return i, n
+
+
+def record_path(folder, kind, shard=(0, 1)):
+    """``kind``.json, or ``kind``.shardIofN.json for one of N shards."""
+    i, n = shard
+    return os.path.join(folder, kind + ('.json' if n == 1 else
+                                        '.shard%dof%d.json' % (i, n)))
+
+
+def merged_record(folder, kind):
+    """``kind``.json and all its shards' runs as one record (None if there
+    is none); a run present in several files counts once."""
+    paths = sorted(glob.glob(os.path.join(folder, kind + '.shard*.json')))
+    if os.path.exists(os.path.join(folder, kind + '.json')):
+        paths.insert(0, os.path.join(folder, kind + '.json'))
+    if not paths:
+        return None
+    record, seen = None, set()
+    for path in paths:
+        with open(path, encoding='utf-8') as f:
+            part = json.load(f)
+        if record is None:
+            record = dict(part, runs=[])
+        for run in part['runs']:
+            key = json.dumps([run.get(k) for k in
+                              ('model', 'seed', 'normalization')])
+            if key not in seen:
+                seen.add(key)
+                record['runs'].append(run)
+    record['files'] = paths
+    return record
+
+
+@contextlib.contextmanager
+def file_lock(path):
+    """An exclusive lock on ``path`` (shards preparing the same data)."""
+    import fcntl
+    with open(path, 'a') as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def load_record(path, kind):
     if os.path.exists(path):
         with open(path, encoding='utf-8') as f:
@@ -1189,17 +1314,24 @@ def run_quality(args, log=print):
     Daily, held-out MLM accuracy, fine-tune on sentiment and NER; seeds
     outermost so a stopped run still covers every model.  Resumable:
     finished (model, seed) runs in quality.json are kept."""
-    train, heldout, vocab = corpus_files(args.out)
+    with file_lock(os.path.join(args.out, '.prepare.lock')):
+        train, heldout, vocab = corpus_files(args.out)
+        tasks = finetune_folders(args.out, args)
+        train, removed = decontaminated(train, tasks)
+    log('pretraining text: %s (%d sentences sharing a 16-gram with a task\'s '
+        'dev/test text removed)' % (train, removed))
     from gau_keras import pretraining
     vocab_size = pretraining.load_tokenizer(vocab)._vocab_size
     cfgs = tiny_configs(args, vocab_size)
-    tasks = finetune_folders(args.out, args)
-    path = os.path.join(args.out, 'quality.json')
+    path = record_path(args.out, 'quality', args.shard)
     record = load_record(path, 'quality')
     record.update(machine=machine_info(), configs=cfgs,
+                  pretraining_text=dict(path=train, removed=removed),
+                  baselines=task_baselines(tasks),
                   settings={k: getattr(args, k) for k in vars(args)
-                            if k.startswith(('pretrain', 'finetune',
-                                             'tiny', 'seeds', 'norm'))})
+                            if k.startswith(('pretrain', 'finetune', 'tiny',
+                                             'seeds', 'norm', 'shard',
+                                             'threads'))})
     log(format_machine(record['machine']))
     for m in args.quality_models:
         log('%-12s encoder parameters %d, total %d' % (
@@ -1213,7 +1345,8 @@ def run_quality(args, log=print):
         if 'yes' in args.norm_compare:
             jobs += [(seed, 'gau_alpha', norm, args.norm_maxlen)
                      for norm in ('squared_relu', 'squared_relu_n2')]
-    for seed, m, norm, maxlen in jobs:
+    shard, shards = args.shard
+    for seed, m, norm, maxlen in jobs[shard::shards]:
         if (m, seed, norm) in done:
             continue
         cfg = dict(cfgs[m], **({'normalization': norm} if norm else {}))
@@ -1242,8 +1375,9 @@ def run_quality(args, log=print):
                     if r['status'] == 'ok' else r['stderr'][-400:]))
         record['runs'].append(run)
         write_json(path, record)
-    log(quality_tables(record))
-    return record
+    merged = merged_record(args.out, 'quality')
+    log(quality_tables(merged))
+    return merged
 
 
 def quality_tables(record):
@@ -1264,10 +1398,15 @@ def quality_tables(record):
                     == 'ok']
         lines.append('| %s | %d | %s | %s | %s | %s |' % (
             m, encoder_params(m, record['configs'][m]),
-            '/'.join(str(r['steps'])
-                                                 for r in rs),
+            '/'.join(str(r['steps']) for r in rs),
             mean_spread([r['heldout']['accuracy'] for r in rs]),
             mean_spread(ft('sentiment')), mean_spread(ft('ner'))))
+    base = record.get('baselines') or {}
+    if base:
+        lines.append('| baseline (%s) | – | – | – | %s | %s |' % (
+            '; '.join('%s: %s' % (t, base[t]['method']) for t in sorted(
+                base)), *('%.4f' % base[t]['value'] if t in base else '–'
+                          for t in ('sentiment', 'ner'))))
     norm = [r for r in record['runs'] if r.get('normalization')]
     if norm:
         lines += ['', '| gau_alpha normalization | maxlen | steps in '
@@ -1286,40 +1425,44 @@ def run_length(args, log=print):
     """Tiny gau_alpha pretrained at --pretrain_maxlen with each of
     --length_norms (equal CPU budget, seed 0..seeds-1), held-out MLM
     accuracy at every --length_eval; JSON, table and plot."""
-    train, heldout, vocab = corpus_files(args.out)
+    with file_lock(os.path.join(args.out, '.prepare.lock')):
+        train, heldout, vocab = corpus_files(args.out)
     from gau_keras import pretraining
     vocab_size = pretraining.load_tokenizer(vocab)._vocab_size
     cfg0 = tiny_configs(args, vocab_size)['gau_alpha']
-    path = os.path.join(args.out, 'length.json')
+    path = record_path(args.out, 'length', args.shard)
     record = load_record(path, 'length')
     record.update(machine=machine_info(), config=cfg0,
                   train_maxlen=args.pretrain_maxlen,
                   cpu_budget_s=args.pretrain_cpu_s)
     log(format_machine(record['machine']))
     done = {(r['normalization'], r['seed']) for r in record['runs']}
-    for seed in range(args.seeds):
-        for norm in args.length_norms:
-            if (norm, seed) in done:
-                continue
-            data = pretraining.PretrainingData(
-                train, vocab, args.pretrain_maxlen, args.pretrain_batch,
-                'mlm', seed=seed)
-            transformer, run = pretrain_budgeted(
-                'gau_alpha', dict(cfg0, normalization=norm), data,
-                args.pretrain_cpu_s, args.pretrain_lr, seed, log)
-            run.update(normalization=norm, seed=seed, eval=[])
-            for n in args.length_eval:
-                run['eval'].append(heldout_accuracy(
-                    transformer.model, heldout, vocab, n))
-                log('  %s seed %d: MLM accuracy at %d = %.4f (%d batches)'
-                    % (norm, seed, n, run['eval'][-1]['accuracy'],
-                       run['eval'][-1]['batches']))
-            record['runs'].append(run)
-            write_json(path, record)
-    log(length_table(record))
-    log('plot: %s' % plot_length(record, os.path.join(args.out,
+    jobs = [(seed, norm) for seed in range(args.seeds)
+            for norm in args.length_norms]
+    shard, shards = args.shard
+    for seed, norm in jobs[shard::shards]:
+        if (norm, seed) in done:
+            continue
+        data = pretraining.PretrainingData(
+            train, vocab, args.pretrain_maxlen, args.pretrain_batch,
+            'mlm', seed=seed)
+        transformer, run = pretrain_budgeted(
+            'gau_alpha', dict(cfg0, normalization=norm), data,
+            args.pretrain_cpu_s, args.pretrain_lr, seed, log)
+        run.update(normalization=norm, seed=seed, eval=[])
+        for n in args.length_eval:
+            run['eval'].append(heldout_accuracy(
+                transformer.model, heldout, vocab, n))
+            log('  %s seed %d: MLM accuracy at %d = %.4f (%d batches)'
+                % (norm, seed, n, run['eval'][-1]['accuracy'],
+                   run['eval'][-1]['batches']))
+        record['runs'].append(run)
+        write_json(path, record)
+    merged = merged_record(args.out, 'length')
+    log(length_table(merged))
+    log('plot: %s' % plot_length(merged, os.path.join(args.out,
                                                       'length.png')))
-    return record
+    return merged
 
 
 def length_table(record):
@@ -1465,20 +1608,38 @@ def main(argv=None, log=print):
         return replot(args.out, log)
     if args.part == 'maxbatch':
         return run_maxbatch(args, log)
+    if args.threads:
+        set_threads(args.threads)
     if args.part == 'quality':
         return run_quality(args, log)
     return run_length(args, log)
+
+
+def set_threads(threads):
+    """TensorFlow's intra- and inter-op pools of this process (before its
+    first op) and, through the environment, of its subprocesses."""
+    import tensorflow as tf
+    for name in ('TF_NUM_INTRAOP_THREADS', 'TF_NUM_INTEROP_THREADS'):
+        os.environ[name] = str(threads)
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
 
 
 def replot(folder, log=print):
     """Tables and plots again from the JSON files in ``folder``."""
     out = {}
     for name in ('speed', 'maxbatch', 'quality', 'length'):
-        path = os.path.join(folder, name + '.json')
-        if not os.path.exists(path):
-            continue
-        with open(path, encoding='utf-8') as f:
-            record = json.load(f)
+        if name in ('quality', 'length'):
+            record = merged_record(folder, name)
+            if record is None:
+                continue
+            path = ', '.join(record['files'])
+        else:
+            path = os.path.join(folder, name + '.json')
+            if not os.path.exists(path):
+                continue
+            with open(path, encoding='utf-8') as f:
+                record = json.load(f)
         log('\n## %s (%s)\n' % (name, path))
         log(format_machine(record['machine']))
         if name == 'speed':
@@ -1488,6 +1649,11 @@ def replot(folder, log=print):
         elif name == 'maxbatch':
             log(maxbatch_table(record))
         elif name == 'quality':
+            if 'baselines' not in record and os.path.exists(
+                    os.path.join(folder, 'tasks', 'ner', 'dev.json')):
+                record['baselines'] = task_baselines({
+                    t: os.path.join(folder, 'tasks', t)
+                    for t in ('sentiment', 'ner')})
             log(quality_tables(record))
         else:
             log(length_table(record))

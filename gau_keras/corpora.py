@@ -123,3 +123,23 @@ def build_tokenizer_vocab(texts, max_size=None, min_count=1, lower=True):
                    key=lambda u: (-counts[u], u))
     vocab = list(SPECIAL_TOKENS) + units
     return vocab[:max_size] if max_size else vocab
+
+
+def without_overlap(texts, held_out, ngram=16):
+    """``texts`` without those sharing a character ``ngram``-gram with any
+    of ``held_out`` (a text shorter than ``ngram`` is its own gram), so that
+    no evaluation text is also trained on, however the two sides split it
+    into lines.  Returns (kept texts, number removed).  Example::
+
+        train, removed = without_overlap(sentences, ner_dev_texts)
+    """
+    def grams(text):
+        text = text.strip()
+        if len(text) <= ngram:
+            return {text} if text else set()
+        return {text[i:i + ngram] for i in range(len(text) - ngram + 1)}
+    banned = set()
+    for text in held_out:
+        banned |= grams(text)
+    kept = [t for t in texts if banned.isdisjoint(grams(t))]
+    return kept, len(texts) - len(kept)

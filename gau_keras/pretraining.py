@@ -521,34 +521,49 @@ def build_pretraining_model(config, model='gau_alpha', objective='mlm',
         return_keras_model=False, **overrides)
 
 
+# Tied MLM heads that ``chosen_positions_model`` splits: (the layer whose
+# output ends the encoder part, the head's layers applied to gathered rows).
+MLM_HEADS = (
+    ('Output-MLM-Dropout', ('Embedding-Token',)),  # GAU-α, FLASH, RoFormerV2
+    (None, ('MLM-Dense', 'MLM-Norm', 'Embedding-Token', 'MLM-Bias')),  # BERT
+)
+
+
 def chosen_positions_model(transformer):
     """(encoder, head) that compute MLM logits at the chosen positions only.
 
     The tied MLM head of ``transformer`` (``build_pretraining_model``) is
-    logits = dropout(h) · Eᵀ at every position, [b, n, vocab], although
-    only the ~15 % chosen positions carry loss.  ``encoder`` is the same
-    Keras graph up to the head's dropout (same layers and variables, so the
-    Trainer's checkpoints and RNG states cover it), returning
-    dropout(h) [b, n, H]; ``head(rows)`` maps gathered rows [k, H] to
-    float32 logits [k, vocab] with the same tied embedding.  The loss is
-    the same as with ``transformer.model``, at ~1/6 of the head's cost.
-    Returns None where it does not apply (no 'Output-MLM-Dropout' layer).
+    logits = dropout(h) · Eᵀ at every position, [b, n, vocab] (BERT's:
+    LayerNorm(dense(h)) · Eᵀ + bias), although only the ~15 % chosen
+    positions carry loss.  ``encoder`` is the same Keras graph up to the
+    head (same layers, variables and RNG states; BERT's head layers keep
+    their own variables, so train ``transformer.model``'s), returning
+    [b, n, H]; ``head(rows)`` maps gathered rows
+    [k, H] to float32 logits [k, vocab] through the same head layers.  The
+    loss is the same as with ``transformer.model``, at ~1/6 of the head's
+    cost.  Returns None for a model with neither head (see ``MLM_HEADS``).
     Example::
 
         encoder, head = chosen_positions_model(t)
         loss = PretrainingStats().loss_fn(head)   # loss(y, encoder(x))
     """
     model = transformer.model
-    try:
-        dropped = model.get_layer('Output-MLM-Dropout').output
-        embedding = model.get_layer('Embedding-Token')
-    except ValueError:
+    names = {layer.name for layer in model.layers}
+    for cut, head_names in MLM_HEADS:
+        if names.issuperset(head_names + ((cut,) if cut else ())):
+            break
+    else:
         return None
-    encoder = keras.Model(model.inputs, dropped, name=model.name + '_chosen')
+    layers = [model.get_layer(name) for name in head_names]
+    hidden = (model.get_layer(cut).output if cut else layers[0].input)
+    encoder = keras.Model(model.inputs, hidden, name=model.name + '_chosen')
 
     def head(rows):
-        logits = embedding(rows[None], mode='dense')[0]
-        return tf.cast(logits, tf.float32)
+        x = rows[None]
+        for layer in layers:
+            x = (layer(x, mode='dense') if layer.name == 'Embedding-Token'
+                 else layer(x))
+        return tf.cast(x[0], tf.float32)
     return encoder, head
 
 
@@ -559,9 +574,17 @@ def training_view(transformer, objective='mlm', jit_compile=False,
     'lm', under XLA (static shapes only) or with ``mlm_logits='all'``."""
     if objective == 'mlm' and mlm_logits == 'chosen' and not jit_compile:
         chosen = chosen_positions_model(transformer)
-        if chosen is not None:
+        # the Trainer updates the encoder's variables: not for a head with
+        # variables of its own (BERT's)
+        if chosen is not None and _same_variables(
+                chosen[0], transformer.model):
             return chosen
     return transformer.model, None
+
+
+def _same_variables(a, b):
+    return ({v.ref() for v in a.trainable_variables}
+            == {v.ref() for v in b.trainable_variables})
 
 
 class PretrainingStats(object):

@@ -39,7 +39,7 @@ import numpy as np  # noqa: E402
 
 from gau_keras import clue, precision  # noqa: E402
 from gau_keras.clue import metrics, snownlp_tasks, submission  # noqa: E402
-from gau_keras.clue.baselines import NaiveBayes  # noqa: E402
+from gau_keras.clue.baselines import EntityDictionary, NaiveBayes  # noqa: E402,E501
 
 SCRIPTS = os.path.dirname(os.path.abspath(__file__))
 SENTENCES = ['这本书写得很好，值得一读。', '房间很小，服务也差。',
@@ -145,11 +145,28 @@ def naive_bayes_scores(data_dir):
                                      [truth[e.uid] for e in test])}
 
 
+def dictionary_ner_scores(data_dir):
+    """The training entities as a dictionary (longest match): dev and test
+    entity F1 on the same split as the fine-tuned model."""
+    task = clue.get_task('cluener', data_dir, verbose=False)
+    train, dev = task.load('train'), task.load('dev')
+    ed = EntityDictionary().fit([e.text for e in train],
+                                [e.entities for e in train])
+    (_, test, _), = [t for t in task.test_sets() if t[0] == 'test.json']
+    truth = submission.read_submission(os.path.join(data_dir,
+                                                    'test_labels.json'))
+    return {'dev': metrics.entity_prf([e.entities for e in dev], ed.predict(
+                [e.text for e in dev]))['f1'],
+            'test': metrics.entity_prf(
+                [entity_triples(truth[e.uid]) for e in test],
+                ed.predict([e.text for e in test]))['f1']}
+
+
 def minutes(seconds):
     return '%d min %02d s' % divmod(int(round(seconds)), 60)
 
 
-def summary(results, nb, data, seconds, args):
+def summary(results, nb, data, seconds, args, ner_dict):
     """The closing lines of the demo (a list of strings)."""
     s_stats, n_stats = ({k: format(v, ',') for k, v in data[name][1].items()}
                         for name in ('sentiment', 'ner'))
@@ -181,6 +198,9 @@ def summary(results, nb, data, seconds, args):
                      dev['f1'], dev['precision'], dev['recall'],
                      ner['best_epoch'], len(ner['epochs']), test['f1'],
                      test['precision'], test['recall']))
+    lines.append('  dictionary    dev entity F1 %.4f (training entities, '
+                 'longest match)   test F1 %.4f' % (ner_dict['dev'],
+                                                    ner_dict['test']))
     lines.append('submission files:')
     for r in (sent, ner):
         for t in r['test'].values():
@@ -223,9 +243,10 @@ def full_demo(args):
         record['seconds'] = time.time() - t
         results[name] = record
     nb = naive_bayes_scores(data['sentiment'][0])
-    lines = summary(results, nb, data, time.time() - t0, args)
+    ner_dict = dictionary_ner_scores(data['ner'][0])
+    lines = summary(results, nb, data, time.time() - t0, args, ner_dict)
     print('\n'.join(lines), flush=True)
-    return dict(results=results, naive_bayes=nb,
+    return dict(results=results, naive_bayes=nb, ner_dictionary=ner_dict,
                 data={k: v[1] for k, v in data.items()},
                 seconds=time.time() - t0)
 

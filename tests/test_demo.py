@@ -91,6 +91,23 @@ def test_demo_prints_the_scores_of_its_submission_files(demo_run, capsys):
     assert float(f1.group(2)) == pytest.approx(2 * tp / n if n else 1.0,
                                                abs=5e-5)
 
+    # the dictionary baseline's test F1, rescored from the files by hand
+    from gau_keras.clue.baselines import EntityDictionary
+    train_rows = json_lines(ner / 'data' / 'train.json')
+    ed = EntityDictionary().fit([r['text'] for r in train_rows],
+                                [spans(r['label']) for r in train_rows])
+    tests = {r['id']: r['text'] for r in json_lines(ner / 'data' /
+                                                    'test.json')}
+    found = dict(zip(tests, ed.predict(list(tests.values()))))
+    tp = sum(len(truth[i] & set(found[i])) for i in truth)
+    n = sum(len(truth[i]) + len(found[i]) for i in truth)
+    d = re.search(r'dictionary +dev entity F1 ([\d.]+) .* test F1 ([\d.]+)',
+                  printed)
+    assert float(d.group(2)) == pytest.approx(2 * tp / n if n else 1.0,
+                                              abs=5e-5)
+    assert float(d.group(1)) == pytest.approx(
+        result['ner_dictionary']['dev'], abs=5e-5)
+
     for path in ('sentiment/run/tnews11_predict.json',
                  'peoples_daily_ner/run/cluener_predict.json'):
         assert str(out / path) in printed

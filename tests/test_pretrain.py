@@ -259,15 +259,34 @@ def test_loss_falls_on_a_tiny_corpus(corpus, tmp_path):
     assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.5, losses[-5:]
 
 
-def test_chosen_positions_loss_and_gradients_equal_the_full_head(corpus):
+def tiny_transformer(corpus, model, vocab_size):
+    """A pretraining Transformer: gau_keras's own, or bert4keras's
+    RoFormerV2 / BERT (other head layers) through the builder."""
+    if model == 'gau_alpha':
+        return pretraining.build_pretraining_model(
+            corpus['config'], 'gau_alpha', 'mlm', vocab_size)
+    import gau_keras
+    return gau_keras.build_transformer_model(
+        None, model=model, with_mlm='linear', return_keras_model=False,
+        vocab_size=vocab_size, hidden_size=32, num_hidden_layers=1,
+        num_attention_heads=2, intermediate_size=48, hidden_act='gelu',
+        max_position_embeddings=64, type_vocab_size=2,
+        hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.0)
+
+
+@pytest.mark.parametrize('model', ['gau_alpha', 'roformer_v2', 'bert'])
+def test_chosen_positions_loss_and_gradients_equal_the_full_head(corpus,
+                                                                 model):
     """Logits at the chosen positions only: same per-example loss, same
-    statistics and same gradients as the tied head over all positions."""
+    statistics and same gradients as the MLM head over all positions (the
+    tied head of GAU-α and RoFormerV2; BERT's dense + norm + bias head)."""
     data = data_of(corpus, maxlen=32, batch_size=4)
-    t = pretraining.build_pretraining_model(corpus['config'], 'gau_alpha',
-                                            'mlm', data.vocab_size)
+    t = tiny_transformer(corpus, model, data.vocab_size)
     encoder, head = pretraining.chosen_positions_model(t)
+    trained, _ = pretraining.training_view(t)
+    assert (trained is not t.model) == (model != 'bert')
     assert ({v.ref() for v in encoder.trainable_variables}
-            == {v.ref() for v in t.model.trainable_variables})
+            <= {v.ref() for v in t.model.trainable_variables})
     x, y = next(iter(data.dataset()))
     y = tuple(y)
     results = []

@@ -1,5 +1,6 @@
-"""A naive-Bayes baseline for text classification (char n-grams), to print
-beside a fine-tuned model on the same split.
+"""Simple baselines to print beside a fine-tuned model on the same split: naive
+Bayes for text classification (char n-grams), a dictionary of the training
+entities for NER.
 
 Multinomial naive Bayes with add-α smoothing over char 1..n-grams:
     log P(c | x) ∝ log P(c) + Σ_g count(g, x) · log((N_cg + α) / (N_c + α V))
@@ -9,6 +10,8 @@ Example::
 
     nb = NaiveBayes(ngrams=2).fit(texts, labels)
     nb.predict(['这个手机很好用'])
+    ed = EntityDictionary().fit(['我在北京'], [[(2, 3, 'LOC')]])
+    ed.predict(['北京很大'])        # [[(0, 1, 'LOC')]]
 """
 import collections
 import math
@@ -55,3 +58,36 @@ class NaiveBayes(object):
     def predict(self, texts):
         return [max(s.items(), key=lambda kv: (kv[1], str(kv[0])))[0]
                 for s in map(self.log_scores, texts)]
+
+
+class EntityDictionary(object):
+    """NER by memory: every entity string of the training set with its most
+    frequent type; a text is tagged by greedy longest match from the left
+    (a match never overlaps an earlier one).  Entities are (start, end,
+    type) triples, end inclusive."""
+
+    def fit(self, texts, entities):
+        types = collections.defaultdict(collections.Counter)
+        for text, found in zip(texts, entities):
+            for start, end, kind in found:
+                types[text[start:end + 1]][kind] += 1
+        self.types = {s: max(c.items(), key=lambda kv: (kv[1], kv[0]))[0]
+                      for s, c in types.items() if s}
+        self.longest = max(map(len, self.types), default=0)
+        return self
+
+    def predict(self, texts):
+        out = []
+        for text in texts:
+            found, i = [], 0
+            while i < len(text):
+                for k in range(min(self.longest, len(text) - i), 0, -1):
+                    kind = self.types.get(text[i:i + k])
+                    if kind is not None:
+                        found.append((i, i + k - 1, kind))
+                        i += k
+                        break
+                else:
+                    i += 1
+            out.append(found)
+        return out
