@@ -1404,9 +1404,10 @@ def quality_tables(record):
     base = record.get('baselines') or {}
     if base:
         lines.append('| baseline (%s) | – | – | – | %s | %s |' % (
-            '; '.join('%s: %s' % (t, base[t]['method']) for t in sorted(
-                base)), *('%.4f' % base[t]['value'] if t in base else '–'
-                          for t in ('sentiment', 'ner'))))
+            '; '.join('%s: %s' % (t, base[t]['method'])
+                      for t in ('sentiment', 'ner') if t in base),
+            *('%.4f' % base[t]['value'] if t in base else '–'
+              for t in ('sentiment', 'ner'))))
     norm = [r for r in record['runs'] if r.get('normalization')]
     if norm:
         lines += ['', '| gau_alpha normalization | maxlen | steps in '
