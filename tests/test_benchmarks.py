@@ -130,9 +130,20 @@ def test_shards_merge_their_runs_once(tmp_path):
 
 
 def test_length_run_in_two_shards(tmp_path):
-    """Two shards of a tiny length run (People's Daily, 2 CPU s each): each
-    trains its own normalisation past its CPU budget, a re-run resumes
-    without training again, and the merged table and plot hold both."""
+    """Two shards of a tiny length run (400 lines of People's Daily, 2 CPU s
+    each): each trains its own normalisation past its CPU budget, a re-run
+    resumes without training again, and the merged table and plot hold
+    both."""
+    from gau_keras import corpora
+    lines = corpora.peoples_daily_sentences(limit=400)
+    data = tmp_path / 'data'
+    data.mkdir()
+    (data / 'train.txt').write_text('\n'.join(lines[40:]), encoding='utf-8')
+    (data / 'heldout.txt').write_text('\n'.join(lines[:40]),
+                                      encoding='utf-8')
+    corpora.save_vocab(corpora.build_tokenizer_vocab(lines),
+                       str(data / 'vocab.txt'))
+
     def main(shard):
         logs = []
         bm.main(['length', '--out', str(tmp_path), '--shard', shard,
