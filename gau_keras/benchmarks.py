@@ -1174,32 +1174,24 @@ def decontaminated(train, tasks):
         return path, int(f.read())
 
 
+# The quality tasks: (CLUE format, the simple method fit_baseline gives).
+QUALITY_TASKS = {'sentiment': ('tnews', 'naive Bayes, char 1-2-grams'),
+                 'ner': ('cluener', 'training entities, longest match')}
+
+
 def task_baselines(tasks):
-    """Simple methods on the fine-tuning tasks' own (cut) splits: naive
-    Bayes (char 1-2-grams) dev accuracy on sentiment, the training entities'
-    dictionary (longest match) dev entity F1 on NER."""
+    """Simple methods on the fine-tuning tasks' own (cut) splits
+    (``clue.baselines.fit_baseline``): dev accuracy on sentiment, dev
+    entity F1 on NER."""
     from gau_keras import clue
-    from gau_keras.clue import metrics
-    from gau_keras.clue.baselines import EntityDictionary, NaiveBayes
+    from gau_keras.clue.baselines import fit_baseline
     out = {}
-    if 'sentiment' in tasks:
-        task = clue.get_task('tnews', tasks['sentiment'], verbose=False)
-        train, dev = task.load('train'), task.load('dev')
-        nb = NaiveBayes(2).fit([e.text_a for e in train],
-                               [e.label for e in train])
-        out['sentiment'] = dict(method='naive Bayes, char 1-2-grams',
-                                value=metrics.accuracy(
-                                    nb.predict([e.text_a for e in dev]),
-                                    [e.label for e in dev]))
-    if 'ner' in tasks:
-        task = clue.get_task('cluener', tasks['ner'], verbose=False)
-        train, dev = task.load('train'), task.load('dev')
-        ed = EntityDictionary().fit([e.text for e in train],
-                                    [e.entities for e in train])
-        out['ner'] = dict(method='training entities, longest match',
-                          value=metrics.entity_prf(
-                              [e.entities for e in dev],
-                              ed.predict([e.text for e in dev]))['f1'])
+    for name, folder in tasks.items():
+        clue_name, method = QUALITY_TASKS[name]
+        task = clue.get_task(clue_name, folder, verbose=False)
+        dev = task.load('dev')
+        value = task.evaluate(dev, fit_baseline(task)(dev))
+        out[name] = dict(method=method, value=value[task.metric])
     return out
 
 

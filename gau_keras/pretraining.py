@@ -538,10 +538,9 @@ def chosen_positions_model(transformer):
     positions carry loss.  ``encoder`` is the same Keras graph up to the
     head (same layers, variables and RNG states; BERT's head layers keep
     their own variables, so train ``transformer.model``'s), returning
-    [b, n, H]; ``head(rows)`` maps gathered rows
-    [k, H] to float32 logits [k, vocab] through the same head layers.  The
-    loss is the same as with ``transformer.model``, at ~1/6 of the head's
-    cost.  Returns None for a model with neither head (see ``MLM_HEADS``).
+    [b, n, H]; ``head(rows)`` maps gathered rows [k, H] to float32 logits
+    [k, vocab] through the same head layers.  The loss is the same as with
+    ``transformer.model``, at ~1/6 of the head's cost.  Returns None for a model with neither head (see ``MLM_HEADS``).
     Example::
 
         encoder, head = chosen_positions_model(t)

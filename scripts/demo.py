@@ -39,7 +39,7 @@ import numpy as np  # noqa: E402
 
 from gau_keras import clue, precision  # noqa: E402
 from gau_keras.clue import metrics, snownlp_tasks, submission  # noqa: E402
-from gau_keras.clue.baselines import EntityDictionary, NaiveBayes  # noqa: E402,E501
+from gau_keras.clue.baselines import fit_baseline  # noqa: E402
 
 SCRIPTS = os.path.dirname(os.path.abspath(__file__))
 SENTENCES = ['这本书写得很好，值得一读。', '房间很小，服务也差。',
@@ -127,39 +127,22 @@ def test_score(data_dir, submission_path, metric):
                               [entity_triples(pred[i]) for i in ids])
 
 
-def naive_bayes_scores(data_dir):
-    """Char 1-2-gram naive Bayes trained on train.json: dev and test
-    accuracy on the same split as the fine-tuned model."""
-    task = clue.get_task('tnews', data_dir, verbose=False)
-    train, dev = task.load('train'), task.load('dev')
-    nb = NaiveBayes(2).fit([e.text_a for e in train],
-                           [e.label for e in train])
+def baseline_scores(task_name, data_dir):
+    """The task's simple method (``clue.baselines.fit_baseline``: naive
+    Bayes, or the training entities as a dictionary) on the same split as
+    the fine-tuned model: its dev score, and the test score of the
+    submission file it writes beside the data folder."""
+    task = clue.get_task(task_name, data_dir, verbose=False)
+    predict = fit_baseline(task)
+    dev = task.load('dev')
     (_, test, _), = [t for t in task.test_sets() if t[0] == 'test.json']
-    predicted = [task.labels[i] for i in nb.predict([e.text_a
-                                                     for e in test])]
-    truth = submission.read_submission(os.path.join(data_dir,
-                                                    'test_labels.json'))
-    return {'dev': metrics.accuracy(nb.predict([e.text_a for e in dev]),
-                                    [e.label for e in dev]),
-            'test': metrics.accuracy(predicted,
-                                     [truth[e.uid] for e in test])}
-
-
-def dictionary_ner_scores(data_dir):
-    """The training entities as a dictionary (longest match): dev and test
-    entity F1 on the same split as the fine-tuned model."""
-    task = clue.get_task('cluener', data_dir, verbose=False)
-    train, dev = task.load('train'), task.load('dev')
-    ed = EntityDictionary().fit([e.text for e in train],
-                                [e.entities for e in train])
-    (_, test, _), = [t for t in task.test_sets() if t[0] == 'test.json']
-    truth = submission.read_submission(os.path.join(data_dir,
-                                                    'test_labels.json'))
-    return {'dev': metrics.entity_prf([e.entities for e in dev], ed.predict(
-                [e.text for e in dev]))['f1'],
-            'test': metrics.entity_prf(
-                [entity_triples(truth[e.uid]) for e in test],
-                ed.predict([e.text for e in test]))['f1']}
+    folder = os.path.join(os.path.dirname(data_dir), 'baseline')
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, task.test_files[0][1])
+    task.write_submission(path, test, predict(test))
+    key = task.metric
+    return {'dev': task.evaluate(dev, predict(dev))[key],
+            'test': test_score(data_dir, path, key)[key]}
 
 
 def minutes(seconds):
@@ -242,8 +225,8 @@ def full_demo(args):
             record['metric'])
         record['seconds'] = time.time() - t
         results[name] = record
-    nb = naive_bayes_scores(data['sentiment'][0])
-    ner_dict = dictionary_ner_scores(data['ner'][0])
+    nb = baseline_scores('tnews', data['sentiment'][0])
+    ner_dict = baseline_scores('cluener', data['ner'][0])
     lines = summary(results, nb, data, time.time() - t0, args, ner_dict)
     print('\n'.join(lines), flush=True)
     return dict(results=results, naive_bayes=nb, ner_dictionary=ner_dict,

@@ -12,6 +12,8 @@ Example::
     nb.predict(['这个手机很好用'])
     ed = EntityDictionary().fit(['我在北京'], [[(2, 3, 'LOC')]])
     ed.predict(['北京很大'])        # [[(0, 1, 'LOC')]]
+    predict = fit_baseline(task)   # a loaded tnews-style or cluener task
+    task.evaluate(dev, predict(dev))
 """
 import collections
 import math
@@ -91,3 +93,19 @@ class EntityDictionary(object):
                     i += 1
             out.append(found)
         return out
+
+
+def fit_baseline(task):
+    """The simple method for ``task`` (a ``gau_keras.clue`` task), fitted on
+    its train split, as a function of examples: the entity dictionary for
+    NER (examples with ``entities``), char 1-2-gram naive Bayes on
+    ``text_a`` for classification (class indices).  Score it on the same
+    split with ``task.evaluate(examples, predict(examples))``."""
+    train = task.load('train')
+    if train and hasattr(train[0], 'entities'):
+        model = EntityDictionary().fit([e.text for e in train],
+                                       [e.entities for e in train])
+        return lambda examples: model.predict([e.text for e in examples])
+    model = NaiveBayes(2).fit([e.text_a for e in train],
+                              [e.label for e in train])
+    return lambda examples: model.predict([e.text_a for e in examples])
