@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?= -q
 
-.PHONY: setup demo demo-quick test bench clean
+.PHONY: setup demo demo-quick test test-fast bench clean mutate
 
 setup: $(STAMP)
 
@@ -29,9 +29,27 @@ demo-quick: setup
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS) tests
 
+# The fast lane for iterating: every test not marked slow (no subprocess
+# kill/resume, distributed or end-to-end script runs, no wheel builds).
+test-fast: setup
+	$(PY) -m pytest $(PYTEST_ARGS) -m "not slow" tests
+
 # Quick subset of scripts/benchmark.py (the full grid: docs/benchmarks.md).
 bench: setup
 	$(PY) scripts/benchmark.py quick --out runs/bench_quick
+
+# Mutation testing of the CLUE scoring / data code and the pretraining
+# masking against their model-free tests (mutmut 3, configured in setup.cfg;
+# ~15-20 min on 2 cores, not part of CI): prints the surviving mutants.
+# Run it after changing gau_keras/clue/{metrics,encoding,submission,readers,
+# tasks}.py or the masking, or their tests.
+
+mutate: setup
+	$(PY) -c 'import mutmut' 2>/dev/null || $(PY) -m pip install -q 'mutmut>=3.8,<4'
+	rm -rf mutants
+	$(VENV)/bin/mutmut run --max-children 2
+	@echo 'Surviving mutants ($(VENV)/bin/mutmut show NAME prints one):'
+	@$(VENV)/bin/mutmut results | grep -v 'not checked' || true
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

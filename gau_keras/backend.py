@@ -384,3 +384,10 @@ from bert4keras.backend import (  # noqa: E402,F401
     batch_gather, multilabel_categorical_crossentropy,
     sparse_multilabel_categorical_crossentropy, root_mean_square, leaky_relu,
     apply_rotary_position_embeddings, is_tf_keras)
+
+
+# Every other public name of bert4keras.backend, so that
+# `from bert4keras.backend import X` ports as `from gau_keras.backend import X`
+# (gau_keras.bert4keras_names: what is left out and why).
+from gau_keras.bert4keras_names import reexport as _reexport  # noqa: E402
+_reexport(globals(), 'backend')

@@ -1,15 +1,18 @@
 """Model configs: bert4keras-style JSON files, read and checked.
 
-A config is a JSON file, or the name of a config shipped in
-``gau_keras/presets`` (``preset_names()``: 'gau_alpha_base', 'flash_tiny',
-...).
+A config is a JSON file, or the name of a preset: a row of ``PRESETS``
+naming the model it is for and its file in ``gau_keras/presets`` (package
+data).  Two presets may share one file (``gau_alpha_tiny`` and
+``flash_quad_tiny`` have the same sizes).
 
 Example::
 
-    from gau_keras.configs import load_config
-    config = load_config('gau_alpha_base', dropout_rate=0.0)      # shipped
+    from gau_keras.configs import load_config, preset
+    config = load_config('gau_alpha_base', dropout_rate=0.0)      # a preset
     config = load_config('chinese_GAU-alpha-char_L-24_H-768/bert_config.json')
+    preset('flash_tiny').model                                      # 'flash'
 """
+import collections
 import json
 import os
 import warnings
@@ -34,9 +37,51 @@ IGNORED_KEYS = frozenset((
 FILLED_KEYS = frozenset(('max_position', 'dropout_rate',
                          'attention_dropout_rate', 'segment_vocab_size'))
 
-#: Folder of the shipped configs (package data).
+#: Folder of the preset files (package data).
 PRESETS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                            'presets')
+
+#: A preset: the registered model it is for, its file in ``PRESETS_DIR``,
+#: and a one-line description.
+Preset = collections.namedtuple('Preset', ['model', 'file', 'description'])
+
+#: Every preset by name.  Sizes: d = hidden size, e = intermediate size
+#: (= 2d), s = attention key size, L = num_hidden_layers (blocks; a FLASH /
+#: FLASH-Quad block holds two attention units), one head, swish.
+PRESETS = {
+    'gau_alpha_tiny': Preset(
+        'gau_alpha', 'gau_alpha_tiny.json',
+        'GAU-α for tests and examples: d=64, s=32, L=2, vocab 2000'),
+    'gau_alpha_small': Preset(
+        'gau_alpha', 'gau_alpha_small.json',
+        'GAU-α: d=384, s=128, L=6, vocab 12000'),
+    'gau_alpha_base': Preset(
+        'gau_alpha', 'gau_alpha_base.json',
+        'GAU-α as released (chinese_GAU-alpha-char_L-24_H-768): d=768, '
+        's=128, L=24, vocab 12000'),
+    'flash_quad_tiny': Preset(
+        'flash_quad', 'gau_alpha_tiny.json',
+        'FLASH-Quad for tests and examples: d=64, s=32, L=2 (4 GAUs), '
+        'vocab 2000'),
+    'flash_quad_small': Preset(
+        'flash_quad', 'gau_alpha_small.json',
+        'FLASH-Quad: d=384, s=128, L=6 (12 GAUs), vocab 12000'),
+    'flash_quad_base': Preset(
+        'flash_quad', 'flash_quad_base.json',
+        'FLASH-Quad at GAU-α base size: d=768, s=128, L=12 (24 GAUs), '
+        'vocab 12000'),
+    'flash_tiny': Preset(
+        'flash', 'flash_tiny.json',
+        'FLASH for tests and examples: d=64, s=32, L=2 (4 units), '
+        'chunk 64, vocab 2000'),
+    'flash_small': Preset(
+        'flash', 'flash_small.json',
+        'FLASH: d=384, s=128, L=6 (12 units), chunk 256, vocab 12000'),
+    'flash_base': Preset(
+        'flash', 'flash_base.json',
+        'FLASH at GAU-α base size: d=768, s=128, L=12 (24 units), chunk 256, '
+        'vocab 12000'),
+}
 
 _POSITIVE_INTS = REQUIRED_KEYS[:-1] + (
     'attention_key_size', 'chunk_size', 'embedding_size', 'max_position')
@@ -51,27 +96,52 @@ class ConfigWarning(UserWarning):
     """A config key that no part of the chosen model reads (a typo?)."""
 
 
+class PresetModelWarning(ConfigWarning):
+    """A preset built as another model than the one its row names."""
+
+
 def preset_names():
-    """Names of the shipped configs, sorted: ['flash_base', ...]."""
-    return sorted(name[:-5] for name in os.listdir(PRESETS_DIR)
-                  if name.endswith('.json'))
+    """Names of the presets, sorted: ['flash_base', ...]."""
+    return sorted(PRESETS)
+
+
+def preset(name):
+    """The ``Preset`` row of ``name`` ('flash_tiny' or 'flash_tiny.json').
+
+    Example: ``preset('flash_quad_tiny')`` →
+    Preset(model='flash_quad', file='gau_alpha_tiny.json', description=...).
+    """
+    stem = name[:-5] if name.endswith('.json') else name
+    if stem not in PRESETS:
+        raise ConfigError('%r is not a preset; presets: %s'
+                          % (name, ', '.join(preset_names())))
+    return PRESETS[stem]
 
 
 def preset_path(name):
-    """Path of a shipped config: ``preset_path('gau_alpha_tiny')``."""
-    stem = name[:-5] if name.endswith('.json') else name
-    if stem not in preset_names():
-        raise ConfigError('%r is not a shipped config; shipped: %s'
-                          % (name, ', '.join(preset_names())))
-    return os.path.join(PRESETS_DIR, stem + '.json')
+    """Path of a preset's file: ``preset_path('gau_alpha_tiny')``."""
+    return os.path.join(PRESETS_DIR, preset(name).file)
+
+
+def preset_of(path):
+    """The ``Preset`` that ``path`` names, or None when it names a file.
+
+    A bare name ('flash_tiny', 'flash_tiny.json') names a preset unless a
+    file of that name exists; a path with folders never does.
+    """
+    path = os.fspath(path)
+    if os.path.exists(path) or os.path.basename(path) != path:
+        return None
+    stem = path[:-5] if path.endswith('.json') else path
+    return PRESETS.get(stem)
 
 
 def resolve_config_path(path):
-    """A config file path for ``path``: the file itself, or a shipped config.
+    """A config file path for ``path``: the file itself, or a preset's file.
 
-    An existing file wins over a shipped config of the same name.  A folder,
-    or a name that is neither a file nor a shipped config, is a ConfigError
-    (the latter lists the shipped configs).
+    An existing file wins over a preset of the same name.  A folder, or a
+    name that is neither a file nor a preset, is a ConfigError (the latter
+    lists the presets).
 
     Example: ``resolve_config_path('flash_tiny')`` →
     '.../gau_keras/presets/flash_tiny.json'.
@@ -85,13 +155,13 @@ def resolve_config_path(path):
                else ''))
     if os.path.isfile(path):
         return path
+    row = preset_of(path)
+    if row is not None:
+        return os.path.join(PRESETS_DIR, row.file)
     stem = os.path.basename(path)
     stem = stem[:-5] if stem.endswith('.json') else stem
-    if stem == path or stem + '.json' == path:   # a bare name, no folder
-        if stem in preset_names():
-            return os.path.join(PRESETS_DIR, stem + '.json')
     raise ConfigError('config file %s does not exist, and %r is not the name '
-                      'of a shipped config (shipped: %s)'
+                      'of a preset (presets: %s)'
                       % (path, stem, ', '.join(preset_names())))
 
 
@@ -179,8 +249,11 @@ def warn_unknown_keys(config, known, source='config', model=None):
 
 
 def load_config(config_path=None, **overrides):
-    """The config of ``config_path`` (a JSON file, or a shipped config's
-    name) updated with ``overrides``, checked."""
+    """The config of ``config_path`` (a JSON file, or a preset's name)
+    updated with ``overrides``, checked.
+
+    Example: ``load_config('flash_tiny', dropout_rate=0.0)``.
+    """
     if config_path is not None:
         config_path = resolve_config_path(config_path)
     config = read_json(config_path) if config_path is not None else {}

@@ -36,7 +36,8 @@ import numbers
 import tensorflow as tf
 
 from gau_keras import backend
-from gau_keras.layers import GatedUnitBase, ScaleOffset, mask_of, register
+from gau_keras.layers import GatedUnitBase, ScaleOffset, mask_of
+from gau_keras.registry import register
 
 
 def visible_key_counts(mask, chunk_size):
@@ -87,7 +88,9 @@ def pad_to_chunks(x, chunk_size):
 
     Example: x [2, 5, 8], chunk_size 4 → [2, 8, 8].
     """
-    pad = (-tf.shape(x)[1]) % chunk_size
+    # Non-negative operands only: ONNX's integer Mod (tf2onnx's FloorMod)
+    # rounds towards zero, so (-n) % c would come out negative there.
+    pad = (chunk_size - tf.shape(x)[1] % chunk_size) % chunk_size
     paddings = [[0, 0], [0, pad]] + [[0, 0]] * (x.shape.rank - 2)
     return tf.pad(x, paddings)
 

@@ -1,31 +1,28 @@
 """Keras layers: the Gated Attention Unit, RoPE, and precision-safe basics.
 
+This module also answers ``from bert4keras.layers import X`` for ported
+scripts (``from gau_keras.layers import X``): the float32 output layers of
+``gau_keras.output_layers`` (CRF, MEMM, GlobalPointer, ...), a
+``MultiHeadAttention`` with one attention-dropout sublayer, and the keras /
+bert4keras layers that bert4keras's examples import.
+
 Example::
 
     import gau_keras
     from gau_keras.layers import GatedAttentionUnit
     x = gau_keras.keras.layers.Input((None, 64))
     y = GatedAttentionUnit(units=128, key_size=32)(x)        # [b, n, 64]
+    model = keras.models.load_model(path, custom_objects=custom_objects())
 """
 import tensorflow as tf
 from bert4keras import layers as b4k_layers
 
 from gau_keras import backend
 from gau_keras.backend import keras
-
-_registered = {}
-
-
-def register(cls):
-    """Registers a layer as a Keras custom object (for ``load_model``)."""
-    keras.utils.get_custom_objects()[cls.__name__] = cls
-    _registered[cls.__name__] = cls
-    return cls
-
-
-def custom_objects():
-    """All gau_keras layers by name, for ``keras.models.load_model``."""
-    return dict(_registered)
+from gau_keras.output_layers import (  # noqa: F401  (bert4keras names)
+    ConditionalRandomField, EfficientGlobalPointer, GlobalPointer, Loss,
+    MaximumEntropyMarkovModel)
+from gau_keras.registry import custom_objects, register  # noqa: F401
 
 
 def mask_of(mask, index=0):
@@ -75,8 +72,8 @@ class RoFormerV2Initializer(keras.initializers.Initializer):
 class FreshTruncatedNormal(keras.initializers.Initializer):
     """Truncated normal that draws new values at every call.
 
-    (tf-keras ≥ 2.10's unseeded ``TruncatedNormal`` returns the same values
-    at each call, so bert4keras models that share one instance would start
+    (tf-keras's unseeded ``TruncatedNormal`` returns the same values at
+    each call, so bert4keras models that share one instance would start
     with identical q / k / v kernels.)
     """
 
@@ -202,6 +199,26 @@ class UniLMMask(keras.layers.Layer):
         return None
 
 
+@register
+class FirstToken(keras.layers.Layer):
+    """The first position of a sequence: [b, n, d] → [b, d] (bert4keras's
+    pooler input, ``Lambda(lambda x: x[:, 0])``, as a layer so that saved
+    models reload without Lambda code).
+
+    Example: ``cls = FirstToken(name='Pooler')(sequence_output)``.
+    """
+
+    def call(self, inputs):
+        return inputs[:, 0]
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[:1] + input_shape[2:]
+
+
+@register
 class ScaleOffset(keras.layers.Layer):
     """Per-dimension scale (+ offset) of the last axis:  y = x·γ (+ β)."""
 
@@ -233,7 +250,13 @@ class ScaleOffset(keras.layers.Layer):
     def checkpoint_weights(self):
         return [self.gamma] + ([self.beta] if self.offset else [])
 
+    def get_config(self):
+        config = super(ScaleOffset, self).get_config()
+        config.update(heads=self.heads, offset=self.offset)
+        return config
 
+
+@register
 class GatedUnitBase(keras.layers.Layer):
     """Options and sublayers shared by the GAU and the mixed-chunk FLASH layer.
 
@@ -470,19 +493,86 @@ class GatedAttentionUnit(GatedUnitBase):
         return config
 
 
-# ---- bert4keras names for ported scripts (owner: h-compat; see heads.py) ----
-# `from bert4keras.layers import X` → `from gau_keras.layers import X`: the
-# heads fixed for mixed precision, and the keras / bert4keras layers that
-# bert4keras.layers exposes and scripts import.
-from gau_keras import heads as _heads  # noqa: E402
-from gau_keras.heads import (  # noqa: E402,F401
-    ConditionalRandomField, MaximumEntropyMarkovModel, GlobalPointer,
-    EfficientGlobalPointer, Loss, Input, Layer, Dense, Dropout, Lambda,
-    Activation, Add, Concatenate, Multiply, Average, Reshape, Masking, LSTM,
-    Bidirectional, Conv1D, GlobalAveragePooling1D, GlobalMaxPooling1D,
-    MultiHeadAttention, FeedForward, PositionEmbedding,
-    SinusoidalPositionEmbedding, RelativePositionEmbedding,
-    RelativePositionEmbeddingT5, Concatenate1D, BatchSplit, BatchConcat)
+# ---- bert4keras.layers names for ported scripts ----------------------------
 
-for _name in _heads.FIXED_HEADS:
-    register(getattr(_heads, _name))
+@register
+class MultiHeadAttention(b4k_layers.MultiHeadAttention):
+    """bert4keras's MultiHeadAttention with one attention-dropout sublayer.
+
+    bert4keras's ``pay_attention_to`` creates a new ``Dropout`` at every
+    call.  When dropout draws from a per-layer ``tf.random.Generator``
+    (``gau_keras.training.set_seed``, the Trainer), that is a new variable
+    at every trace, which ``tf.function`` refuses on a retrace ("only
+    supports singleton tf.Variables created on the first call"), and its
+    state could not be checkpointed.  Here the layer owns one Dropout
+    (``attention_dropout``), used for every call; the maths is bert4keras's.
+    ``build_transformer_model`` puts it into bert4keras's models (bert,
+    roformer, roformer_v2, ...).  Example::
+
+        att = MultiHeadAttention(heads=2, head_size=8, attention_dropout=0.1)
+    """
+
+    def build(self, input_shape):
+        super(MultiHeadAttention, self).build(input_shape)
+        self.attention_dropout_layer = keras.layers.Dropout(
+            self.attention_dropout, name='attention_dropout') if (
+                self.attention_dropout) else None
+
+    def pay_attention_to(self, inputs, mask=None, **kwargs):
+        # bert4keras looks its Dropout class up in its module at call time:
+        # hand it this layer's one Dropout instead of a new one.
+        created = b4k_layers.Dropout
+        b4k_layers.Dropout = lambda rate: self.attention_dropout_layer
+        try:
+            return super(MultiHeadAttention, self).pay_attention_to(
+                inputs, mask, **kwargs)
+        finally:
+            b4k_layers.Dropout = created
+
+
+# bert4keras.layers star-imports keras.layers; these are the names its
+# examples use, plus its own layers that gau_keras uses as they are.
+Input = keras.layers.Input
+Layer = keras.layers.Layer
+Dense = keras.layers.Dense
+Dropout = keras.layers.Dropout
+Lambda = keras.layers.Lambda
+Activation = keras.layers.Activation
+Add = keras.layers.Add
+Concatenate = keras.layers.Concatenate
+Multiply = keras.layers.Multiply
+Average = keras.layers.Average
+Reshape = keras.layers.Reshape
+Masking = keras.layers.Masking
+LSTM = keras.layers.LSTM
+Bidirectional = keras.layers.Bidirectional
+Conv1D = keras.layers.Conv1D
+GlobalAveragePooling1D = b4k_layers.GlobalAveragePooling1D
+GlobalMaxPooling1D = b4k_layers.GlobalMaxPooling1D
+FeedForward = b4k_layers.FeedForward
+PositionEmbedding = b4k_layers.PositionEmbedding
+SinusoidalPositionEmbedding = b4k_layers.SinusoidalPositionEmbedding
+RelativePositionEmbedding = b4k_layers.RelativePositionEmbedding
+RelativePositionEmbeddingT5 = b4k_layers.RelativePositionEmbeddingT5
+Concatenate1D = b4k_layers.Concatenate1D
+BatchSplit = b4k_layers.BatchSplit
+BatchConcat = b4k_layers.BatchConcat
+
+#: The bert4keras.layers names above that are keras / bert4keras classes
+#: used unchanged.
+BERT4KERAS_NAMES = (
+    'Input', 'Layer', 'Dense', 'Dropout', 'Lambda', 'Activation', 'Add',
+    'Concatenate', 'Multiply', 'Average', 'Reshape', 'Masking', 'LSTM',
+    'Bidirectional', 'Conv1D', 'GlobalAveragePooling1D',
+    'GlobalMaxPooling1D', 'FeedForward',
+    'PositionEmbedding', 'SinusoidalPositionEmbedding',
+    'RelativePositionEmbedding', 'RelativePositionEmbeddingT5',
+    'Concatenate1D', 'BatchSplit', 'BatchConcat')
+
+
+# Every other public name of bert4keras.layers (the keras layers it
+# star-imports, its helpers), so that
+# `from bert4keras.layers import X` ports as `from gau_keras.layers import X`
+# (gau_keras.bert4keras_names: what is left out and why).
+from gau_keras.bert4keras_names import reexport as _reexport  # noqa: E402
+_reexport(globals(), 'layers', sources=[backend])

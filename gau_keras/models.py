@@ -18,21 +18,24 @@ Example::
         'bert_model.ckpt', model='gau_alpha', with_mlm='linear')
 """
 import inspect
+import warnings
 
 import tensorflow as tf
 from bert4keras import layers as b4k_layers
 from bert4keras import models as b4k
 from bert4keras.layers import Add, Dropout
 
-from gau_keras import checkpoints, heads
+from gau_keras import release_checkpoints as checkpoints
 from gau_keras.backend import keras
-from gau_keras.configs import (ConfigError, config_source, load_config,
+from gau_keras.configs import (ConfigError, PresetModelWarning,
+                               config_source, load_config, preset_of,
                                resolve_config_path, warn_unknown_keys)
 from gau_keras.flash import (MixedChunkAttention, check_chunk_size,
                              check_local_normalizer)
-from gau_keras.layers import (Embedding, FreshTruncatedNormal,
+from gau_keras.layers import (Embedding, FirstToken, FreshTruncatedNormal,
                               GatedAttentionUnit, LayerNormalization,
-                              RoFormerV2Initializer, UniLMMask)
+                              MultiHeadAttention, RoFormerV2Initializer,
+                              UniLMMask)
 
 #: The applications of ``build_transformer_model``.
 APPLICATIONS = ('encoder', 'lm', 'unilm')
@@ -43,7 +46,8 @@ class GAUTransformer(b4k.RoFormerV2):
 
     A subclass is data: set the class attributes below (see ``GAU_alpha``,
     ``FLASH_Quad``, ``FLASH``).  Weights load / save through
-    ``gau_keras.checkpoints`` (name-checked, shape-checked, TF2-eager safe).
+    ``gau_keras.release_checkpoints`` (name-checked, shape-checked,
+    TF2-eager safe).
     """
     #: The normalisation of the attention layers ('softmax_plus' for GAU-α).
     normalization = 'softmax_plus'
@@ -62,6 +66,11 @@ class GAUTransformer(b4k.RoFormerV2):
 
     def __init__(self, rope_layout='interleaved', normalization=None,
                  **kwargs):
+        if kwargs.get('with_nsp'):
+            raise ConfigError(
+                'with_nsp: %s models have no next-sentence head (the GAU-α '
+                'release has none); use with_pool and a Dense layer'
+                % type(self).__name__)
         super(GAUTransformer, self).__init__(**kwargs)
         self.rope_layout = rope_layout
         if normalization is not None:
@@ -190,14 +199,40 @@ class GAUTransformer(b4k.RoFormerV2):
         return x
 
     def apply_final_layers(self, inputs):
-        """Optional tied MLM head; outputs are float32 under mixed precision."""
-        x = inputs
-        if not self.with_mlm:
-            if tf.as_dtype(x.dtype) != tf.float32:
-                x = self.apply(inputs=x, layer=keras.layers.Activation,
-                               activation='linear', dtype='float32',
-                               name='Output-Float32')
-            return x
+        """Outputs as bert4keras's BERT orders them: the sequence alone, or
+        the pooler (``with_pool``) and / or the tied MLM head (``with_mlm``):
+        one of them alone, or [pooler, MLM].  Float32 under mixed precision.
+        """
+        outputs = []
+        if self.with_pool:
+            outputs.append(self.apply_pooler(inputs))
+        if self.with_mlm:
+            outputs.append(self.apply_mlm(inputs))
+        if not outputs:
+            return self.apply_sequence_output(inputs)
+        return outputs[0] if len(outputs) == 1 else outputs
+
+    def apply_sequence_output(self, x):
+        """The last block's output, float32 under mixed precision."""
+        if tf.as_dtype(x.dtype) != tf.float32:
+            x = self.apply(inputs=x, layer=keras.layers.Activation,
+                           activation='linear', dtype='float32',
+                           name='Output-Float32')
+        return x
+
+    def apply_pooler(self, x):
+        """bert4keras's pooler: first token → Dense(hidden_size) with
+        activation tanh (``with_pool=True``) or ``with_pool`` (e.g.
+        'linear'); checkpoint names ``bert/pooler/dense/{kernel,bias}``."""
+        x = self.apply(inputs=x, layer=FirstToken, name='Pooler')
+        activation = 'tanh' if self.with_pool is True else self.with_pool
+        return self.apply(inputs=x, layer=keras.layers.Dense,
+                          units=self.hidden_size, activation=activation,
+                          kernel_initializer=self.initializer,
+                          dtype='float32', name='Pooler-Dense')
+
+    def apply_mlm(self, x):
+        """The MLM head tied to the token embeddings (float32 output)."""
         if self.embedding_size != self.hidden_size:
             x = self.apply(inputs=x, layer=keras.layers.Dense,
                            units=self.embedding_size, use_bias=False,
@@ -220,6 +255,8 @@ class GAUTransformer(b4k.RoFormerV2):
             'Embedding-Mapping': [
                 'bert/encoder/embedding_hidden_mapping_in/kernel'],
             'Output-Mapping': ['cls/predictions/transform/dense/kernel'],
+            'Pooler-Dense': ['bert/pooler/dense/kernel',
+                             'bert/pooler/dense/bias'],
         }
         for i in range(self.num_hidden_layers):
             for j in range(self.units_per_block):
@@ -361,7 +398,7 @@ class Bert4kerasCompat(object):
         if layer is b4k_layers.MultiHeadAttention:
             if self.residual_attention_scores:
                 kwargs['return_attention_scores'] = True
-            layer = heads.MultiHeadAttention
+            layer = MultiHeadAttention
         return super(Bert4kerasCompat, self).apply(inputs, layer, arguments,
                                                    **kwargs)
 
@@ -460,23 +497,56 @@ def check_with_mlm(with_mlm):
     return with_mlm
 
 
+def choose_model(config_path, model):
+    """The model to build: ``model`` if given, else the preset's model when
+    ``config_path`` names a preset, else 'bert' (bert4keras's default).
+
+    A ``model`` that is not the preset's (nor a subclass of its class) is
+    built as asked, with a ``PresetModelWarning`` naming both.  Example:
+    ``choose_model('flash_tiny', None)`` → 'flash'.
+    """
+    row = preset_of(config_path) if config_path is not None else None
+    if model is None:
+        return row.model if row is not None else 'bert'
+    if row is not None and not _same_model(model, row.model):
+        warnings.warn(
+            'config %r is the preset of model %r, but model=%r is built; '
+            'pass model=%r for the preset\'s model, or leave model out'
+            % (config_path, row.model, _model_name(model), row.model),
+            PresetModelWarning, stacklevel=3)
+    return model
+
+
+def _model_name(model):
+    return model.__name__ if isinstance(model, type) else model
+
+
+def _same_model(model, preset_model):
+    if isinstance(model, type):
+        return issubclass(model, model_class(preset_model))
+    return str(model).lower() == preset_model
+
+
 def build_transformer_model(config_path=None, checkpoint_path=None,
-                            model='bert', application='encoder',
+                            model=None, application='encoder',
                             return_keras_model=True, **kwargs):
     """bert4keras's builder, extended with gau_alpha / flash_quad / flash.
 
-    ``config_path`` is a JSON file or the name of a shipped config
-    (``gau_keras.configs.preset_names()``).  Reads and checks the config
-    (``kwargs`` override it; keys the model does not read are warned about),
-    builds the model for ``application`` ('encoder', 'lm' or 'unilm') and
-    loads ``checkpoint_path`` if given.  Returns the Keras model, or the
-    Transformer object when ``return_keras_model=False``.
+    ``config_path`` is a JSON file or the name of a preset
+    (``gau_keras.configs.PRESETS``).  ``model`` is a registered name or a
+    Transformer class; left out, it is the preset's model for a preset name
+    and bert4keras's 'bert' for a file (``choose_model``).  Reads and checks
+    the config (``kwargs`` override it; keys the model does not read are
+    warned about), builds the model for ``application`` ('encoder', 'lm' or
+    'unilm') and loads ``checkpoint_path`` if given.  Returns the Keras
+    model, or the Transformer object when ``return_keras_model=False``.
 
     Example::
 
-        model = build_transformer_model('gau_alpha_tiny', model='gau_alpha',
-                                        with_mlm='linear')
+        model = build_transformer_model('gau_alpha_tiny', with_mlm='linear')
+        flash = build_transformer_model('my_config.json', model='flash')
     """
+    model = choose_model(config_path, model)
     if config_path is not None:
         config_path = resolve_config_path(config_path)
     configs = load_config(config_path, **kwargs)
@@ -506,4 +576,20 @@ def build_transformer_model(config_path=None, checkpoint_path=None,
 
 
 __all__ = ['GAUTransformer', 'GAU_alpha', 'FLASH_Quad', 'FLASH', 'MODELS',
-           'build_transformer_model', 'register_model', 'model_class']
+           'build_transformer_model', 'choose_model', 'register_model',
+           'model_class', 'block_output', 'block_output_name']
+
+# A block's output by index, whatever the model names its layers
+# (layer_names imports this module inside its functions: no cycle).
+from gau_keras.layer_names import (block_output,  # noqa: E402
+                                   block_output_name)
+
+
+# Every other public name of bert4keras.models (its model classes, e.g.
+# BERT, Transformer, T5, and the layers it star-imports), so that
+# `from bert4keras.models import X` ports as `from gau_keras.models import X`
+# (gau_keras.bert4keras_names: what is left out and why).
+from gau_keras import backend as _backend  # noqa: E402
+from gau_keras import layers as _layers  # noqa: E402
+from gau_keras.bert4keras_names import reexport as _reexport  # noqa: E402
+_reexport(globals(), 'models', sources=[_layers, _backend])

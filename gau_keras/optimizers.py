@@ -1,9 +1,10 @@
 """Optimizers for TF 2.21 / tf-keras, with bert4keras 0.11.5's optimizer API.
 
-bert4keras's optimizers subclass the old ``OptimizerV2`` (``_set_hyper``,
-``_resource_apply_dense``) and fail on tf-keras 2.21, whose
-``tf.keras.optimizers.Optimizer`` is the new optimizer.  This module gives
-the same names, arguments and update rules on the new optimizer:
+bert4keras's optimizers subclass the ``OptimizerV2`` API (``_set_hyper``,
+``_resource_apply_dense``), which tf-keras 2.21 keeps only under
+``tf.keras.optimizers.legacy``, so they fail on its
+``tf.keras.optimizers.Optimizer``.  This module gives the same names,
+arguments and update rules on ``tf.keras.optimizers.Optimizer``:
 
 * ``Adam`` (``bias_correction``), ``AdaFactor`` (= ``AdaFactorV1`` =
   ``AdaFactorV2``), ``Lion``;
@@ -37,22 +38,15 @@ import re
 import numpy as np
 import tensorflow as tf
 
+from gau_keras.registry import PACKAGE, register
+
 keras = tf.keras
 Schedule = keras.optimizers.schedules.LearningRateSchedule
 
-
-def register(cls, plain_name=False):
-    """Register ``cls`` for Keras (de)serialisation as ``gau_keras>Name``.
-
-    ``plain_name`` also puts it under its bare ``__name__`` in the custom
-    objects, as bert4keras's ``extend_with_*(..., name=...)`` does (so that
-    ``load_model`` finds ``'AdamLR'``).  Base classes skip this, to leave
-    tf-keras's ``'Adam'`` alone.
-    """
-    keras.utils.register_keras_serializable(package='gau_keras')(cls)
-    if plain_name:
-        keras.utils.get_custom_objects()[cls.__name__] = cls
-    return cls
+# Classes register as 'gau_keras>Name'.  Only the classes that
+# ``extend_with_*(..., name=...)`` makes also take their bare name, as
+# bert4keras's do; the base classes do not, so tf-keras's own 'Adam' keeps
+# its name.
 
 
 # --------------------------------------------------------------------------
@@ -101,7 +95,7 @@ def piecewise_linear(step, schedule):
     return x
 
 
-@register
+@register(package=PACKAGE, plain_name=False)
 class PiecewiseLinearSchedule(Schedule):
     """lr(step) = learning_rate(step) × piecewise_linear(step, schedule).
 
@@ -136,7 +130,7 @@ class PiecewiseLinearSchedule(Schedule):
                 'schedule': {str(k): v for k, v in self.schedule.items()}}
 
 
-@register
+@register(package=PACKAGE, plain_name=False)
 class RelativeStepSchedule(Schedule):
     """AdaFactor's learning rate when ``learning_rate=None``.
 
@@ -294,7 +288,7 @@ def _extension(make):
         cls = make(BaseOptimizer)
         cls.__name__ = cls.__qualname__ = name or (
             cls.__name__ + BaseOptimizer.__name__)
-        return register(cls, plain_name=True)
+        return register(cls, package=PACKAGE)
     extend.__name__, extend.__doc__ = make.__name__, make.__doc__
     return extend
 
@@ -344,7 +338,7 @@ class _SlotOptimizer(keras.optimizers.Optimizer):
         return self._serialize_hyperparameter(self._learning_rate)
 
 
-@register
+@register(package=PACKAGE, plain_name=False)
 class Adam(_SlotOptimizer):
     """bert4keras's Adam (``bias_correction`` may be turned off).
 
@@ -387,7 +381,7 @@ class Adam(_SlotOptimizer):
         return config
 
 
-@register
+@register(package=PACKAGE, plain_name=False)
 class Lion(_SlotOptimizer):
     """Lion (Chen et al., 2023), as bert4keras's ``Lion``.
 
@@ -423,7 +417,7 @@ class Lion(_SlotOptimizer):
         return config
 
 
-@register
+@register(package=PACKAGE, plain_name=False)
 class AdaFactor(_SlotOptimizer):
     """AdaFactor (Shazeer & Stern, 2018) as bert4keras defines it.
 
@@ -1037,7 +1031,7 @@ def _decoupled(BaseOptimizer, name):
             return config
 
     Decoupled.__name__ = Decoupled.__qualname__ = name
-    return register(Decoupled)
+    return register(Decoupled, package=PACKAGE, plain_name=False)
 
 
 #: bert4keras Adam + decoupled weight decay that skips biases and norms.
@@ -1085,7 +1079,7 @@ def _with_vector_rule(BaseOptimizer, name):
                 super()._do_layer_adaptation(variable)
 
     Lamb.__name__ = Lamb.__qualname__ = name
-    return register(Lamb)
+    return register(Lamb, package=PACKAGE, plain_name=False)
 
 
 #: AdamW with LAMB's layer adaptation (You et al., 2019); GAU-α's release
@@ -1123,3 +1117,10 @@ def build_optimizer(name='adamw', learning_rate=1e-3, weight_decay=0.01,
         kwargs['grad_accum_steps'] = grad_accum_steps
     return cls(learning_rate, weight_decay=weight_decay,
                lr_schedule=lr_schedule, **kwargs)
+
+
+# Every other public name of bert4keras.optimizers, so that
+# `from bert4keras.optimizers import X` ports as `from gau_keras.optimizers import X`
+# (gau_keras.bert4keras_names: what is left out and why).
+from gau_keras.bert4keras_names import reexport as _reexport  # noqa: E402
+_reexport(globals(), 'optimizers')

@@ -22,6 +22,10 @@ name).  Replaced, under the same names and signatures:
   bert4keras's idiom for ``Loss``-layer models) into x and y; these yield
   the inputs as a tuple, which it keeps whole.
 - ``strQ2B``: bert4keras's calls Python 2's ``unichr`` (NameError).
+- ``WebServing``: bert4keras's calls ``tf.get_default_graph`` (TF1) and
+  needs bottle; this one (``gau_keras.serving.http.WebServing``) has the
+  same ``route`` / ``start`` / ``arguments`` API and answers on the
+  standard library's threaded HTTP server.
 - ``uniout``: ``from gau_keras.snippets import uniout`` works (a no-op on
   Python 3, as bert4keras's import hook).
 
@@ -61,7 +65,10 @@ delete_arguments = _b4k.delete_arguments
 longest_common_substring = _b4k.longest_common_substring
 longest_common_subsequence = _b4k.longest_common_subsequence
 orthogonally_resize = _b4k.orthogonally_resize
-WebServing = _b4k.WebServing
+
+# bert4keras's WebServing needs TF1's graph and session and bottle; this one
+# runs on the standard library's threaded HTTP server with the same API.
+from gau_keras.serving.http import WebServing  # noqa: E402
 
 #: ``from bert4keras.snippets import uniout`` is a no-op on Python 3.
 uniout = None
@@ -94,12 +101,37 @@ def fit_batch(batch):
     y = segment_ids ("expects 2 input(s), but it received 1").  A tuple of
     inputs is kept whole, so lists of inputs become tuples.
 
-    Example: ``fit_batch(([a, b], None))`` → ``((a, b), None)``.
+    Integer and boolean targets become float32 (``K.floatx()``) arrays:
+    Keras 2.3.1 fed targets through placeholders of the output's dtype, so
+    bert4keras losses do float arithmetic on them (e.g. the GlobalPointer
+    loss's ``y_true[..., 0] * K.cast(shape[2], K.floatx())``), which fails
+    on tf-keras's int64 ("Input 'y' of 'Mul' Op has type float32 that does
+    not match type int64").
+
+    Example: ``fit_batch(([a, b], None))`` → ``((a, b), None)``;
+    ``fit_batch((x, np.array([[1], [0]])))`` → ``(x, float32 labels)``.
     """
-    if isinstance(batch, tuple) and len(batch) >= 2 and batch[1] is None \
-            and isinstance(batch[0], list):
-        return (tuple(batch[0]),) + batch[1:]
-    return batch
+    if not (isinstance(batch, tuple) and len(batch) >= 2):
+        return batch
+    x, y = batch[0], float_targets(batch[1])
+    if y is None and isinstance(x, list):
+        x = tuple(x)
+    return (x, y) + tuple(batch[2:])
+
+
+def float_targets(y):
+    """Integer / boolean numpy targets (or lists, tuples, dicts of them) as
+    ``K.floatx()`` arrays, as Keras 2.3.1 gave them to losses; anything
+    else unchanged.  Example: ``float_targets(np.array([1, 0]))`` →
+    ``array([1., 0.], dtype=float32)``.
+    """
+    if isinstance(y, np.ndarray) and y.dtype.kind in 'biu':
+        return y.astype(tf.keras.backend.floatx())
+    if isinstance(y, (list, tuple)):
+        return type(y)(float_targets(t) for t in y)
+    if isinstance(y, dict):
+        return {k: float_targets(t) for k, t in y.items()}
+    return y
 
 
 class DataGenerator(_b4k.DataGenerator):
@@ -275,5 +307,12 @@ __all__ = [
     'ViterbiDecoder', 'softmax', 'AutoRegressiveDecoder', 'insert_arguments',
     'delete_arguments', 'longest_common_substring',
     'longest_common_subsequence', 'orthogonally_resize', 'WebServing',
-    'uniout', 'fit_batch', 'LastTokenPredictor', 'FlashCachePredictor', 'is_causal_flash',
+    'uniout', 'fit_batch', 'float_targets', 'LastTokenPredictor', 'FlashCachePredictor', 'is_causal_flash',
 ]
+
+
+# Every other public name of bert4keras.snippets, so that
+# `from bert4keras.snippets import X` ports as `from gau_keras.snippets import X`
+# (gau_keras.bert4keras_names: what is left out and why).
+from gau_keras.bert4keras_names import reexport as _reexport  # noqa: E402
+_reexport(globals(), 'snippets')

@@ -13,17 +13,17 @@ Usage::
 """
 import argparse
 import os
-import time
+import sys
 
-import gau_keras  # noqa: F401  (before tensorflow)
-import numpy as np
-import tensorflow as tf
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import gau_keras  # noqa: E402,F401  (before tensorflow)
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
-from gau_keras.precision import cpu_flags_summary
-from gau_keras import build_transformer_model
-from gau_keras.decoding import (FlashDecoder, generate_without_cache,
-                                sampler)
-
+from gau_keras import build_transformer_model  # noqa: E402
+from gau_keras.decoding import (FlashDecoder,  # noqa: E402
+                                generate_without_cache, sampler)
+from bench import harness  # noqa: E402
 
 
 def parse_args():
@@ -38,9 +38,9 @@ def parse_args():
 
 
 def timed(fn, *args):
-    start = time.perf_counter()
-    out = fn(*args)
-    return out, time.perf_counter() - start
+    """(fn(*args), its wall seconds)."""
+    t = harness.time_calls(lambda: fn(*args))
+    return t.result, t.wall[0]
 
 
 def main():
@@ -54,7 +54,7 @@ def main():
     decoder.generate(prompt, 2)                      # compile the step
     cached, t_cached = timed(decoder.generate, prompt, args.tokens)
     full, t_full = timed(generate_without_cache, lm, prompt, args.tokens)
-    print('CPU flags: %s; load average %.2f' % (cpu_flags_summary(),
+    print('CPU flags: %s; load average %.2f' % (harness.cpu_flags_string(),
                                                 os.getloadavg()[0]))
     print('model: %s (d=%d, %d blocks, chunk_size=%d), prompt %d tokens, '
           'greedy, %d new tokens, XLA step: %s'

@@ -11,15 +11,16 @@ Usage::
 """
 import argparse
 import os
-import time
+import sys
 
-import gau_keras  # noqa: F401  (before tensorflow)
-import numpy as np
-import tensorflow as tf
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import gau_keras  # noqa: E402,F401  (before tensorflow)
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
-from gau_keras.precision import cpu_flags_summary
-from gau_keras import build_transformer_model
-from gau_keras.backend import keras
+from gau_keras import build_transformer_model  # noqa: E402
+from gau_keras.backend import keras  # noqa: E402
+from bench import harness  # noqa: E402
 
 
 def parse_args():
@@ -68,13 +69,11 @@ def batch_for(n, args):
 
 def step_time(model, ids):
     """Seconds of one training step."""
-    start = time.perf_counter()
-    loss = model.train_on_batch(ids, ids)
-    elapsed = time.perf_counter() - start
-    if not np.isfinite(loss):
+    t = harness.time_calls(lambda: model.train_on_batch(ids, ids))
+    if not np.isfinite(t.result):
         raise RuntimeError('non-finite loss %r at n=%d'
-                           % (loss, ids.shape[1]))
-    return elapsed
+                           % (t.result, ids.shape[1]))
+    return t.wall[0]
 
 
 def measure(args):
@@ -102,7 +101,7 @@ def main():
              args.blocks, args.vocab, args.tokens, args.steps,
              tf.config.threading.get_intra_op_parallelism_threads() or
              os.cpu_count()))
-    print('CPU flags: %s' % cpu_flags_summary())
+    print('CPU flags: %s' % harness.cpu_flags_string())
     print('load average before: %.2f' % os.getloadavg()[0])
     best, models = measure(args)
     n0 = args.lengths[0]

@@ -6,7 +6,7 @@
     python scripts/bench_gau.py --layer                  # one layer alone
 
 Both stacks are the same GAU-α encoder (config ``--config``, default
-configs/gau_alpha_base.json: H=768, e=1536, s=128; ``--layers`` GAU blocks,
+the shipped gau_alpha_base: H=768, e=1536, s=128; ``--layers`` GAU blocks,
 default 2; dropout off; token + segment embeddings with ``mask_zero``, so
 both layers get a key mask even without padding):
 
@@ -37,23 +37,22 @@ events of the step.  With ``--inter_op 1`` ops run one at a time, so the
 durations add up to the step time.
 """
 import argparse
-import glob
 import os
 import statistics
-import time
+import sys
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gau_keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from gau_keras.precision import cpu_flags_summary  # noqa: E402
-from gau_keras.profiling import latest_xplane, op_times  # noqa: E402
-from gau_keras.stock import StockGAUAlpha, copy_stock_weights  # noqa: E402
+from gau_keras.configs import resolve_config_path  # noqa: E402
+from bench import harness, profiling  # noqa: E402
+from bench.bert4keras_gau import (StockGAUAlpha,  # noqa: E402
+                                  copy_stock_weights)
 from bert4keras import models as b4k  # noqa: E402
 from bert4keras.layers import GatedAttentionUnit as StockGAU  # noqa: E402
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def build_models(args):
@@ -103,12 +102,8 @@ def data(args, batch, n, vocab, hidden):
 
 def timed_steps(step, inputs, target, count):
     """[(wall seconds, process CPU seconds)] of ``count`` steps."""
-    times = []
-    for _ in range(count):
-        wall, cpu = time.perf_counter(), time.process_time()
-        step(inputs, target).numpy()
-        times.append((time.perf_counter() - wall, time.process_time() - cpu))
-    return times
+    t = harness.time_calls(lambda: step(inputs, target).numpy(), count)
+    return list(zip(t.wall, t.cpu))
 
 
 def bench_case(args, models, batch, n):
@@ -155,16 +150,11 @@ def bench_case(args, models, batch, n):
 
 
 def profile_ops(step, inputs, target, count, logdir):
-    """{op type: host self time in ms per step} from the TF profiler."""
+    """({op type: ms per step}, {op name: ms per step}) from the TF
+    profiler, after one unprofiled step."""
     step(inputs, target).numpy()
-    for old in glob.glob(os.path.join(logdir, '**', '*.xplane.pb'),
-                         recursive=True):
-        os.remove(old)
-    tf.profiler.experimental.start(logdir)
-    for _ in range(count):
-        step(inputs, target).numpy()
-    tf.profiler.experimental.stop()
-    return op_times(latest_xplane(logdir), count)
+    return profiling.profile(lambda: step(inputs, target).numpy(), logdir,
+                             count)
 
 
 def print_profile(case, profiles, top):
@@ -231,9 +221,8 @@ def bench_layer(args, batch, n):
     times = {k: [] for k in steps}
     for i in range(args.rounds * args.steps):
         for k in (list(steps) if i % 2 else list(steps)[::-1]):
-            t = time.perf_counter()
-            [g.numpy() for g in steps[k](x)]
-            times[k].append(time.perf_counter() - t)
+            times[k] += harness.time_calls(
+                lambda: [g.numpy() for g in steps[k](x)]).wall
     med = {k: statistics.median(v) for k, v in times.items()}
     print('one GAU layer fwd+bwd, n=%d b=%d, H=%d e=%d s=%d, %d steps each'
           ' (interleaved): ' % (n, batch, hidden, e, s, len(times['stock']))
@@ -244,8 +233,8 @@ def bench_layer(args, batch, n):
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--config', default=os.path.join(
-        ROOT, 'configs', 'gau_alpha_base.json'))
+    p.add_argument('--config', default='gau_alpha_base',
+                   help='a config file or the name of a shipped config')
     p.add_argument('--layers', type=int, default=2)
     p.add_argument('--cases', nargs='+', default=['512x4', '2048x1'],
                    help='n x batch, e.g. 512x4 2048x1')
@@ -269,13 +258,16 @@ def parse_args():
 
 def main():
     args = parse_args()
+    config_name = args.config
+    # bert4keras reads a file: the shipped config's path for a name
+    args.config = resolve_config_path(args.config)
     if args.inter_op:
         tf.config.threading.set_inter_op_parallelism_threads(args.inter_op)
     print('TF %s, %d CPU threads, CPU flags: %s' % (
-        tf.__version__, os.cpu_count(), cpu_flags_summary()))
+        tf.__version__, os.cpu_count(), harness.cpu_flags_string()))
     print('config %s, %d layers, fp32, Adam, %s, inter-op threads %s, '
           'load average %.1f'
-          % (os.path.relpath(args.config, ROOT), args.layers,
+          % (config_name, args.layers,
              'MLM head + cross-entropy' if args.mlm else 'MSE on the encoder',
              args.inter_op or 'default',
              os.getloadavg()[0]), flush=True)

@@ -12,9 +12,10 @@ on tf-keras 2.21, so the bert4keras run here uses the order that works.
 """
 import argparse
 import os
-import time
+import sys
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gau_keras  # noqa: E402,F401
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -22,7 +23,8 @@ from bert4keras import models as b4k  # noqa: E402
 
 from gau_keras.checkpoints import write_checkpoint  # noqa: E402
 from gau_keras.configs import load_config, resolve_config_path  # noqa: E402
-from gau_keras.stock import StockGAUAlpha  # noqa: E402
+from bench import harness  # noqa: E402
+from bench.bert4keras_gau import StockGAUAlpha  # noqa: E402
 
 
 def release_checkpoint(config, path):
@@ -43,19 +45,16 @@ def release_checkpoint(config, path):
     return write_checkpoint(path, values), values
 
 
-def timed(fn):
-    t = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - t
-
-
 def run(label, build, load, repeats):
+    """Best-of-``repeats`` seconds of ``build()`` and ``load(built)``, each
+    repeat in a fresh Keras session; prints the table row."""
     rows = []
     for _ in range(repeats):
         tf.keras.backend.clear_session()
-        transformer, t_build = timed(build)
-        _, t_load = timed(lambda: load(transformer))
-        rows.append((t_build, t_load))
+        built = harness.time_calls(build)
+        transformer = built.result
+        loaded = harness.time_calls(lambda: load(transformer))
+        rows.append((built.wall[0], loaded.wall[0]))
     best_build = min(r[0] for r in rows)
     best_load = min(r[1] for r in rows)
     print('| %-36s | %8.2f | %8.2f |' % (label, best_build, best_load))

@@ -3,14 +3,14 @@
     python scripts/bench_training.py                       # tiny, small, base
     python scripts/bench_training.py --sizes base --layers 4 --steps 3
 
-For each size (configs/gau_alpha_{size}.json), one MLM training step
+For each size (the shipped config gau_alpha_{size}), one MLM training step
 (forward, backward, AdamW update, through ``gau_keras.training.Trainer``) on
 ``--batch`` × ``--seq_len`` tokens is timed (median of ``--steps`` steps after
 ``--warmup``) in four settings: precision fp32 / bf16 × XLA off / on.
 
-Model FLOPs per step are analytic (the usual 6·N·T rule, N = matmul
-parameters, T = tokens; forward 2 FLOPs per multiply-add, backward 2× the
-forward):
+Model FLOPs per step are analytic (``bench.flops.train_flops`` with the MLM
+head: the usual 6·N·T rule, N = matmul parameters, T = tokens; forward 2
+FLOPs per multiply-add, backward 2× the forward):
 
     per layer   N_l = d·(2e + s)  (i_dense → u, v, z)  +  e·d  (o_dense)
     MLM head    N_h = d·vocab      (tied token embedding used as a matmul)
@@ -24,47 +24,35 @@ before and just after each setting (best of [T, d]×[d, 2e+s], the model's
 largest matmul, and 2048³), so that both see the same machine load.
 """
 import argparse
-import json
 import os
 import statistics
+import sys
 import tempfile
-import time
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gau_keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from gau_keras import optimizers, precision, training  # noqa: E402
+from gau_keras.configs import load_config, preset_path  # noqa: E402
+from bench import flops, harness  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOSS = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True,
                                                      reduction='none')
 
 
-def model_flops(config, layers, tokens, n):
+def model_flops(config, layers, batch, n):
     """Training FLOPs of one step (see the module docstring)."""
-    d, e = config['hidden_size'], config['intermediate_size']
-    s, vocab = config['attention_key_size'], config['vocab_size']
-    matmul_params = layers * (d * (2 * e + s) + e * d) + d * vocab
-    attention = layers * (2 * n * s + 2 * n * e)
-    return 6 * tokens * matmul_params + 3 * tokens * attention
+    return flops.train_flops('gau_alpha', dict(config,
+                                               num_hidden_layers=layers),
+                             n, batch, with_mlm=True)
 
 
 def matmul_peak(rows, d, cols, dtype, repeats=5):
-    """FLOPs/s of a [rows, d] × [d, cols] matmul (best of ``repeats``)."""
-    a = tf.random.normal([rows, d], dtype=tf.float32)
-    b = tf.random.normal([d, cols], dtype=tf.float32)
-    a, b = tf.cast(a, dtype), tf.cast(b, dtype)
-    f = tf.function(lambda x, y: tf.reduce_sum(
-        tf.cast(tf.matmul(x, y)[:1, :1], tf.float32)))
-    f(a, b).numpy()
-    best = float('inf')
-    for _ in range(repeats):
-        t = time.perf_counter()
-        f(a, b).numpy()
-        best = min(best, time.perf_counter() - t)
-    return 2.0 * rows * d * cols / best
+    """Best FLOP/s of a [rows, d] × [d, cols] matmul over ``repeats``."""
+    return harness.matmul_rate((rows, d, cols), dtype, repeats).best
 
 
 def step_time(config_path, overrides, batch, n, prec, xla, warmup, steps):
@@ -78,17 +66,15 @@ def step_time(config_path, overrides, batch, n, prec, xla, warmup, steps):
     tokens = rs.randint(1, vocab, (batch, n)).astype('int32')
     data = ([tokens, np.zeros_like(tokens)], tokens)
     total = warmup + steps + 1
-    stamps = []
+    clock = harness.StepClock()
     with tempfile.TemporaryDirectory() as workdir:
         training.Trainer(
             model, LOSS, optimizers.AdamW(1e-4),
             lambda p: iter([data] * total),
             total, workdir, save_every=10 ** 9, jit_compile=xla, verbose=0,
-            callbacks=[lambda s, l: stamps.append(time.perf_counter())]
-        ).train()
+            callbacks=[clock]).train()
     precision.set_precision('fp32')
-    times = np.diff(stamps)[warmup:]
-    return statistics.median(times)
+    return statistics.median(clock.intervals(skip=warmup))
 
 
 def parse_args():
@@ -105,8 +91,8 @@ def parse_args():
 
 def bench_size(size, args):
     """Table rows of one size: the four settings."""
-    path = os.path.join(ROOT, 'configs', 'gau_alpha_%s.json' % size)
-    config = _read(path)
+    path = preset_path('gau_alpha_%s' % size)
+    config = load_config(path)
     overrides = {'dropout_rate': 0.0, 'attention_dropout_rate': 0.0}
     layers = config['num_hidden_layers']
     if args.layers:
@@ -114,11 +100,11 @@ def bench_size(size, args):
     d, e, s = (config['hidden_size'], config['intermediate_size'],
                config['attention_key_size'])
     n, tokens = args.seq_len, args.batch * args.seq_len
-    flops = model_flops(config, layers, tokens, n)
+    step_flops = model_flops(config, layers, args.batch, n)
     rows, base_time = [], None
     for prec, xla in (('fp32', False), ('fp32', True), ('bf16', False),
                       ('bf16', True)):
-        dt = tf.float32 if prec == 'fp32' else tf.bfloat16
+        dt = 'float32' if prec == 'fp32' else 'bfloat16'
 
         def peak():
             return max(matmul_peak(tokens, d, 2 * e + s, dt),
@@ -131,8 +117,9 @@ def bench_size(size, args):
         rows.append((size, layers, d, '%s xla=%s' % (prec, 'on' if xla
                                                      else 'off'),
                      '%.3f' % t, '%.0f' % (tokens / t),
-                     '%.3f' % (flops / t / 1e12), '%.3f' % (best / 1e12),
-                     '%.0f%%' % (100 * flops / t / best),
+                     '%.3f' % (step_flops / t / 1e12),
+                     '%.3f' % (best / 1e12),
+                     '%.0f%%' % (100 * step_flops / t / best),
                      '%.2fx' % (base_time / t)))
         print('  ' + ' | '.join(str(c) for c in rows[-1]), flush=True)
     return rows
@@ -155,11 +142,6 @@ def main():
           ' best of just before and after the setting); speed-up vs fp32 '
           'xla=off of the same size.  Load average at the end: %.1f %.1f '
           '%.1f' % os.getloadavg())
-
-
-def _read(path):
-    with open(path) as f:
-        return json.load(f)
 
 
 if __name__ == '__main__':

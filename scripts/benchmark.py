@@ -1,5 +1,5 @@
-"""Benchmarks of the seeds' claims on this machine (logic:
-gau_keras.benchmarks; results: docs/benchmarks.md).
+"""Benchmarks of the seeds' claims on this machine (logic: scripts/bench/,
+``bench.suite`` and ``bench.quality``; results: docs/benchmarks.md).
 
     python scripts/benchmark.py speed --out runs/bench      # the full grid
     python scripts/benchmark.py speed --lengths 512,2048 --precisions fp32
@@ -15,12 +15,13 @@ ru_maxrss); the machine's CPU flags and library versions are printed first.
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
-    __file__))))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))   # the checkout's gau_keras
+sys.path.insert(0, HERE)                    # the bench package
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 import gau_keras  # noqa: E402,F401  (before tensorflow)
-from gau_keras import benchmarks  # noqa: E402
+from bench import suite  # noqa: E402
 
 
 def log(text):
@@ -28,4 +29,4 @@ def log(text):
 
 
 if __name__ == '__main__':
-    benchmarks.main(log=log)
+    suite.main(log=log)

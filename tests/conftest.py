@@ -2,21 +2,37 @@
 import json
 import os
 import sys
+import tempfile
+
+# The precision probe ('auto') caches per machine; tests keep that cache in a
+# folder of their own (subprocesses inherit it) instead of the home folder.
+os.environ.setdefault('GAU_KERAS_CACHE_DIR',
+                      tempfile.mkdtemp(prefix='gau_keras_test_cache_'))
 
 import gau_keras  # noqa: F401  (selects tf-keras before TF is imported)
 import numpy as np
 import pytest
 import tensorflow as tf
 
+# Test modules live in tests/<area>/; the shared helpers (tiny_configs,
+# model_harness, numpy references, subprocess workers) stay in tests/.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-#: A tiny GAU-α config: d=16, e=32, s=8, 2 layers.
-TINY_GAU = {
-    'vocab_size': 50, 'hidden_size': 16, 'intermediate_size': 32,
-    'attention_key_size': 8, 'num_attention_heads': 1,
-    'num_hidden_layers': 2, 'hidden_act': 'swish', 'type_vocab_size': 2,
-    'hidden_dropout_prob': 0.1, 'attention_probs_dropout_prob': 0.1,
-}
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        'markers', 'slow: over ~1.5 s of CPU: subprocess runs (kill/resume, '
+        'distributed, wheels, scripts, fresh interpreters), training runs, '
+        'XLA compiles; make test-fast skips it')
+
+
+from tiny_configs import TINY_GAU, tiny_config as _tiny_config  # noqa: E402
+
+#: The tests/ folder (shared helpers, subprocess workers, fixtures/) and the
+#: repository root (the checkout).
+TESTS = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(TESTS)
+FIXTURES = os.path.join(TESTS, 'fixtures')
 
 
 def _set_policy(name):
@@ -57,6 +73,16 @@ def config_writer(tmp_path):
     return write
 
 
+@pytest.fixture
+def tiny_config():
+    """``tiny_config(model='gau_alpha', dropout=None, **overrides)`` → the
+    model's tiny config dict (tests/tiny_configs.py)::
+
+        config = tiny_config('flash', num_hidden_layers=1, dropout=0.0)
+    """
+    return _tiny_config
+
+
 @pytest.fixture(scope='module')
 def tiny_config_path(tmp_path_factory):
     path = tmp_path_factory.mktemp('cfg') / 'gau_alpha_tiny.json'
@@ -77,16 +103,9 @@ def padded_batch(rng, lengths, n, vocab_size, segments=False):
 
 # ---- shared paths ------------------------------------------------------------
 
-#: The repository root and its configs/ folder.
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
 def config_path(name):
-    """Path of a shipped config by name: ``config_path('flash_tiny')``."""
-    try:
-        from gau_keras.configs import preset_path
-    except ImportError:       # before configs became package data
-        return os.path.join(ROOT, 'configs', name + '.json')
+    """Path of a preset's file by name: ``config_path('flash_tiny')``."""
+    from gau_keras.configs import preset_path
     return preset_path(name)
 
 
@@ -173,3 +192,17 @@ class LayerHarness(object):
 def layer_harness(tmp_path):
     """A ``LayerHarness`` writing into the test's tmp_path."""
     return LayerHarness(tmp_path)
+
+
+@pytest.fixture
+def model_harness(tmp_path):
+    """``model_harness(model, application='encoder')`` → a ``ModelHarness``
+    (tests/model_harness.py) writing into the test's tmp_path::
+
+        model_harness('flash', 'lm').save_load()
+    """
+    from model_harness import ModelHarness
+
+    def make(model, application='encoder'):
+        return ModelHarness(model, application, tmp_path)
+    return make

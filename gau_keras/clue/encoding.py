@@ -27,22 +27,10 @@ import collections
 
 import numpy as np
 from bert4keras.snippets import sequence_padding
-from bert4keras.tokenizers import Tokenizer
 
-from gau_keras.clue.readers import ClueDataError
+from gau_keras.tokenizers import load_tokenizer  # noqa: F401  (re-exported)
 
 NUM_MASKS = 4
-
-
-def load_tokenizer(vocab_path, do_lower_case=True):
-    """bert4keras ``Tokenizer`` of a BERT-style vocab.txt (one token a line,
-    needs [PAD] [UNK] [CLS] [SEP] [MASK])."""
-    tokenizer = Tokenizer(str(vocab_path), do_lower_case=do_lower_case)
-    for token in ('[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]'):
-        if token not in tokenizer._token_dict:
-            raise ClueDataError('vocab has no %s token' % token,
-                                path=str(vocab_path))
-    return tokenizer
 
 
 def _pieces(tokenizer, text):
@@ -150,8 +138,10 @@ def char_span_to_tokens(mapping, start, end):
 def span_windows(tokenizer, example, maxlen, stride, max_question=64):
     """Windows of a SpanExample (see :data:`Window`).  ``stride`` = tokens
     between window starts (clipped to the window size so no text is
-    skipped); the question keeps at most ``max_question`` tokens."""
-    question = _pieces(tokenizer, example.question)[:max_question]
+    skipped); the question keeps at most ``max_question`` tokens, and
+    fewer when ``maxlen`` would leave no room for the context."""
+    question = _pieces(tokenizer, example.question)[
+        :max(0, min(max_question, maxlen - 4))]
     tokens, mapping = char_mapping(tokenizer, example.context)
     room = maxlen - len(question) - 3
     _check_maxlen(room + maxlen, maxlen + 1, 'the context after the '
@@ -231,19 +221,30 @@ def example_texts(example):
 # cluener
 # --------------------------------------------------------------------------
 
-def encode_ner(tokenizer, example, maxlen, labels):
+def encode_ner(tokenizer, example, maxlen, labels, log=None):
     """(token_ids, segment_ids, spans, mapping): spans = [(type index,
     start position, end position)] of the entities that fit in ``maxlen``;
-    mapping[position] = char indices ([] for [CLS] / [SEP])."""
+    mapping[position] = char indices ([] for [CLS] / [SEP]).
+
+    An entity that cannot be a span of tokens is skipped and counted in
+    ``log`` (a ``readers.SkipLog``): one cut off by ``maxlen``, or one whose
+    first or last character sits inside a token that also holds characters
+    outside it (e.g. 'Apple' in '😀Apple', which the tokenizer keeps as one
+    token)."""
     _check_maxlen(maxlen, 3, 'the text')
     tokens = tokenizer.tokenize(example.text, maxlen=maxlen)
     mapping = tokenizer.rematch(example.text, tokens)
     starts = {chars[0]: i for i, chars in enumerate(mapping) if chars}
     ends = {chars[-1]: i for i, chars in enumerate(mapping) if chars}
+    covered = max((chars[-1] for chars in mapping if chars), default=-1)
     spans = []
     for start, end, kind in example.entities:
         if start in starts and end in ends and kind in labels:
             spans.append((labels.index(kind), starts[start], ends[end]))
+        elif log is not None and kind in labels:
+            log.add('encoding at maxlen %d' % maxlen, 'skipped: entity %s' % (
+                'beyond maxlen' if end > covered else
+                'not on token boundaries (inside a merged token)'))
     ids = tokenizer.tokens_to_ids(tokens)
     return ids, [0] * len(ids), spans, mapping
 

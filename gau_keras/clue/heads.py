@@ -6,7 +6,7 @@
   [b, choices], invalid (padding) choices at -1e4;
 * ``span``: Dense(2) per token → start / end logits [b, n, 2] (padding at
   -1e4);
-* ``global_pointer``: gau_keras.heads.GlobalPointer → [b, types, n, n].
+* ``global_pointer``: gau_keras.output_layers.GlobalPointer → [b, types, n, n].
 
 Heads compute in float32 whatever the precision policy.  No Lambda layers
 (the models reload in Keras safe mode).
@@ -21,27 +21,14 @@ Example::
 import tensorflow as tf
 
 from gau_keras.backend import keras
+from gau_keras.layers import FirstToken  # noqa: F401  (x[:, 0], the [CLS])
+from gau_keras.output_layers import GlobalPointer
+from gau_keras.registry import register
 
 NEG = -1e4
 
 
-def _register(cls):
-    keras.utils.get_custom_objects()[cls.__name__] = cls
-    return cls
-
-
-@_register
-class FirstToken(keras.layers.Layer):
-    """x[:, 0] ([CLS]) of [b, n, d]."""
-
-    def call(self, x):
-        return x[:, 0]
-
-    def compute_mask(self, inputs, mask=None):
-        return None
-
-
-@_register
+@register
 class FoldChoices(keras.layers.Layer):
     """[b, c, n] → [b·c, n]."""
 
@@ -49,7 +36,7 @@ class FoldChoices(keras.layers.Layer):
         return tf.reshape(x, [-1, tf.shape(x)[-1]])
 
 
-@_register
+@register
 class UnfoldChoices(keras.layers.Layer):
     """(scores [b·c, 1], ids [b, c, n], valid [b, c]) → [b, c] float32
     with invalid choices at -1e4."""
@@ -64,7 +51,7 @@ class UnfoldChoices(keras.layers.Layer):
         return tf.where(tf.cast(valid, tf.bool), scores, NEG)
 
 
-@_register
+@register
 class MaskPadding(keras.layers.Layer):
     """(logits [b, n, k], ids [b, n]) → logits with padding (id 0) at
     -1e4, float32."""
@@ -124,7 +111,6 @@ def _pointer(task, encoder, dropout, head_size):
 
 
 def _global_pointer(task, encoder, dropout, head_size):
-    from gau_keras.heads import GlobalPointer
     out = GlobalPointer(heads=len(task.labels), head_size=head_size,
                         name='CLUE-GlobalPointer')(encoder.output)
     return keras.Model(encoder.inputs, out, name='clue_' + task.name)

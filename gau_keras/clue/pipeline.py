@@ -22,7 +22,8 @@ LENGTH_MULTIPLE = 8
 
 def encode_examples(task, examples, tokenizer, maxlen, stride=None):
     """One feature dict per model row (cmrc2018: per window, with
-    ``example`` = index of its question)."""
+    ``example`` = index of its question).  cluener entities that cannot be
+    token spans are counted in ``task.log`` and reported."""
     if task.head == 'classification':
         return [dict(zip(('ids', 'segs'), encoding.encode_text(
             tokenizer, e, maxlen)), label=e.label) for e in examples]
@@ -39,8 +40,10 @@ def encode_examples(task, examples, tokenizer, maxlen, stride=None):
     out = []
     for e in examples:
         ids, segs, spans, mapping = encoding.encode_ner(
-            tokenizer, e, maxlen, task.labels)
+            tokenizer, e, maxlen, task.labels, log=task.log)
         out.append(dict(ids=ids, segs=segs, spans=spans, mapping=mapping))
+    task.log.report('%s/' % task.name)
+    task.log.counts.clear()
     return out
 
 
@@ -100,7 +103,15 @@ def dataset_fn(task, feats, batch_size, seed):
     """``dataset_fn(position)`` for gau_keras.training.Trainer: batch p is a
     pure function of p (epoch e = p // steps shuffled with seed + e; the
     last batch of an epoch is filled up from the epoch's start, so every
-    batch has ``batch_size`` rows)."""
+    batch has ``batch_size`` rows).  ``batch_size`` may not exceed the
+    number of rows (a batch never holds a row twice)."""
+    if not feats:
+        raise ValueError('no training rows to make batches of')
+    if batch_size > len(feats):
+        raise ValueError(
+            'batch_size %d is larger than the %d training rows: a batch '
+            'would repeat rows; use a batch size <= %d'
+            % (batch_size, len(feats), len(feats)))
     per_epoch = steps_per_epoch(len(feats), batch_size)
 
     def batches(position):
@@ -128,27 +139,58 @@ def _inference_function(model):
     return _INFER[1]
 
 
-def model_outputs(model, task, feats, batch_size=64):
-    """Model outputs per feature (list), in order; one traced function
-    serves every padded length."""
-    infer = _inference_function(model)
-    out = []
-    for i in range(0, len(feats), batch_size):
-        x, _ = make_batch(task, feats[i:i + batch_size])
-        y = infer([tf.constant(a) for a in x])
-        out.extend(np.asarray(y, np.float32))
+def feature_length(feat):
+    """Padded length a feature needs (its longest row)."""
+    ids = feat['ids']
+    if ids and isinstance(ids[0], (list, tuple)):
+        return max(len(r) for r in ids)
+    return len(ids)
+
+
+def length_order(feats):
+    """Indices of ``feats`` sorted by length (stable: equal lengths keep
+    their order), so each batch pads little."""
+    return sorted(range(len(feats)), key=lambda i: feature_length(feats[i]))
+
+
+def model_outputs(model, task, feats, batch_size=64, by_length=True,
+                  infer=None):
+    """Model outputs per feature (list), in the order of ``feats``.
+
+    ``by_length``: batches are formed from the features sorted by length
+    (similar lengths together, less padding), then the outputs are put back
+    in the original order.  ``infer(list of int32 tensors)`` defaults to one
+    traced function of ``model`` serving every padded length."""
+    infer = infer or _inference_function(model)
+    order = length_order(feats) if by_length else list(range(len(feats)))
+    out = [None] * len(feats)
+    for i in range(0, len(order), batch_size):
+        rows = order[i:i + batch_size]
+        x, _ = make_batch(task, [feats[r] for r in rows])
+        y = np.asarray(infer([tf.constant(a) for a in x]), np.float32)
+        for r, value in zip(rows, y):
+            out[r] = value
     return out
 
 
 def predict(task, model, feats, examples, batch_size=64):
     """One prediction per example (see gau_keras.clue.tasks)."""
     outputs = model_outputs(model, task, feats, batch_size)
+    return decode(task, outputs, feats, examples)
+
+
+def decode(task, outputs, feats, examples):
+    """Predictions per example from the model outputs per feature."""
     if task.head == 'classification':
         return [int(np.argmax(o)) for o in outputs]
     if task.head == 'multiple_choice':
         if task.name == 'chid':
+            width = max(len(o) for o in outputs)     # batches may differ
+            scores = np.full((len(outputs), width), -1e4, np.float32)
+            for i, o in enumerate(outputs):
+                scores[i, :len(o)] = o
             return metrics.assign_by_group([e.group for e in examples],
-                                           np.stack(outputs))
+                                           scores)
         return [int(np.argmax(o[:len(e.choices)]))
                 for o, e in zip(outputs, examples)]
     if task.head == 'span':

@@ -135,11 +135,32 @@ def require_file(data_dir, name, task, split):
     return path
 
 
+def _not_utf8(path, error, line, column):
+    return ClueDataError(
+        'not UTF-8 text (byte 0x%02x at column %d: %s); CLUE files are '
+        'UTF-8: convert it, e.g. iconv -f GBK -t UTF-8'
+        % (error.object[error.start], column, error.reason), path=path,
+        line=line)
+
+
+def decode_line(raw, path, line_no):
+    """One line of bytes as text (a UTF-8 BOM on line 1 dropped); bytes
+    that are not UTF-8 raise ClueDataError naming file, line and column."""
+    try:
+        text = raw.decode('utf-8')
+    except UnicodeDecodeError as e:
+        column = len(raw[:e.start].decode('utf-8', 'replace')) + 1
+        raise _not_utf8(path, e, line_no, column) from None
+    return text[1:] if line_no == 1 and text.startswith('\ufeff') else text
+
+
 def read_json_lines(path):
     """Yields (line_number, object) of a JSON-lines file (blank lines
-    skipped); malformed JSON raises ClueDataError with file and line."""
-    with open(path, encoding='utf-8-sig') as f:
-        for line_no, line in enumerate(f, 1):
+    skipped); malformed JSON or text that is not UTF-8 raises
+    ClueDataError with file and line."""
+    with open(path, 'rb') as f:
+        for line_no, raw in enumerate(f, 1):
+            line = decode_line(raw, path, line_no)
             if not line.strip():
                 continue
             try:
@@ -154,9 +175,18 @@ def read_json_lines(path):
 
 
 def read_json(path):
-    """Whole-file JSON; malformed JSON raises ClueDataError with the line."""
-    with open(path, encoding='utf-8-sig') as f:
-        text = f.read()
+    """Whole-file JSON; malformed JSON or text that is not UTF-8 raises
+    ClueDataError with the line."""
+    with open(path, 'rb') as f:
+        data = f.read()
+    try:
+        text = data.decode('utf-8')
+    except UnicodeDecodeError as e:
+        start = data.rfind(b'\n', 0, e.start) + 1
+        raise _not_utf8(path, e, data.count(b'\n', 0, e.start) + 1,
+                        len(data[start:e.start].decode('utf-8', 'replace'))
+                        + 1) from None
+    text = text[1:] if text.startswith('\ufeff') else text
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:

@@ -3,7 +3,9 @@
 Two layouts: JSON lines ``{"id": …, "label": …}`` (classification, c3,
 cluener) and one JSON object (chid: blank → candidate index, cmrc2018:
 question id → answer text).  Ids are written exactly as the test file has
-them (int or string).
+them (int or string).  Every file is written whole or not at all
+(``gau_keras.files.atomic_write``): a kill while a rerun rewrites a
+submission leaves the previous complete file.
 
 Example::
 
@@ -16,6 +18,7 @@ import json
 import os
 import zipfile
 
+from gau_keras import files
 from gau_keras.clue.readers import ClueDataError
 
 
@@ -27,7 +30,7 @@ def _parent(path):
 def write_json_lines(path, rows):
     """One JSON object a line (UTF-8, no ASCII escaping)."""
     _parent(path)
-    with open(path, 'w', encoding='utf-8') as f:
+    with files.atomic_write(path) as f:
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False) + '\n')
     return str(path)
@@ -36,7 +39,7 @@ def write_json_lines(path, rows):
 def write_json_object(path, mapping):
     """One JSON object (UTF-8, indented)."""
     _parent(path)
-    with open(path, 'w', encoding='utf-8') as f:
+    with files.atomic_write(path) as f:
         json.dump(mapping, f, ensure_ascii=False, indent=2)
         f.write('\n')
     return str(path)
@@ -61,11 +64,14 @@ def read_submission(path):
     with open(path, encoding='utf-8') as f:
         text = f.read()
     try:
-        obj = json.loads(text)
-        if isinstance(obj, dict) and not ('id' in obj and 'label' in obj):
-            return obj
+        obj = json.loads(text, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError:
-        pass
+        obj = None
+    except _RepeatedKey as e:
+        raise ClueDataError('id %r predicted twice' % e.args[0], path,
+                            field='id') from None
+    if isinstance(obj, dict) and not ('id' in obj and 'label' in obj):
+        return obj
     out = {}
     for line_no, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -75,6 +81,21 @@ def read_submission(path):
             raise ClueDataError('id %r predicted twice' % row['id'], path,
                                 line_no, 'id')
         out[row['id']] = row['label']
+    return out
+
+
+class _RepeatedKey(Exception):
+    pass
+
+
+def _unique_keys(pairs):
+    """A JSON object as a dict; a key given twice raises ``_RepeatedKey``
+    (plain ``json.loads`` would keep the last value silently)."""
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise _RepeatedKey(key)
+        out[key] = value
     return out
 
 
@@ -96,7 +117,8 @@ def make_zip(folder, names, zip_path):
     """Packs ``folder/name`` for each name at the root of ``zip_path`` (the
     layout CLUE's upload expects)."""
     _parent(zip_path)
-    with zipfile.ZipFile(zip_path, 'w', zipfile.ZIP_DEFLATED) as z:
+    with files.atomic_write(zip_path, 'wb') as f, \
+            zipfile.ZipFile(f, 'w', zipfile.ZIP_DEFLATED) as z:
         for name in names:
             z.write(os.path.join(str(folder), name), arcname=name)
     return str(zip_path)
