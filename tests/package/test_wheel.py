@@ -139,3 +139,44 @@ def test_installed_wheel_fine_tunes_outside_the_checkout(installed_python,
     assert sorted(p['id'] for p in predictions) == list(range(n_test))
     assert {p['label'] for p in predictions} <= {'100', '101'}
     assert result['record']['best_epoch'] == 1
+
+
+PRETRAIN = '''
+import json
+import gau_keras
+from gau_keras.pretraining import pretrain
+corpus, vocab, out = {args}
+summary = pretrain(out, corpus=[corpus], vocab=vocab, steps=4,
+                   batch_size=2, maxlen=32, save_every=2, heldout_batches=1,
+                   log_every=2, seed=0)
+print(json.dumps(dict(module=gau_keras.__file__, summary=summary)))
+'''
+
+
+@pytest.mark.slow
+def test_installed_wheel_pretrains_outside_the_checkout(installed_python,
+                                                       tmp_path):
+    """gau_keras.pretraining.pretrain from the installed wheel: a 4-step
+    MLM run on a small corpus ends with the release-layout export."""
+    work = tmp_path / 'elsewhere'
+    work.mkdir()
+    data, vocab, _ = tiny_tnews(tmp_path)
+    with open(os.path.join(data, 'train.json'), encoding='utf-8') as f:
+        texts = [json.loads(line)['sentence'] for line in f if line.strip()]
+    corpus = tmp_path / 'corpus.txt'
+    corpus.write_text('\n'.join(t + '，' + t for t in texts) + '\n',
+                      encoding='utf-8')
+    out = tmp_path / 'pretrain'
+    code = PRETRAIN.format(args=', '.join(repr(x) for x in (
+        str(corpus), vocab, str(out))))
+    last = installed_python(code, work).strip().splitlines()[-1]
+    result = json.loads(last)
+    assert result['module'].startswith(str(installed_python.venv)), \
+        result['module']
+    with open(out / 'pretrain.json', encoding='utf-8') as f:
+        assert json.load(f) == result['summary']
+    export = out / 'export'
+    for name in ('bert_config.json', 'vocab.txt', 'bert_model.ckpt.index'):
+        assert (export / name).exists(), name
+    with open(export / 'vocab.txt', encoding='utf-8') as f:
+        assert f.read() == open(vocab, encoding='utf-8').read()
