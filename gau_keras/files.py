@@ -152,8 +152,8 @@ def run_lock(folder, say=print):
     remove_temporaries(folder)
     if pid is not None and pid != os.getpid():
         say('taking over the stale lock %s of process %d (%s)' % (
-            path, pid, 'still running but no longer holding it'
-            if _pid_alive(pid) else 'no longer running'))
+            path, pid, 'alive but not holding it'
+            if _pid_alive(pid) else 'not running'))
     try:
         os.ftruncate(fd, 0)
         os.write(fd, ('%d %s\n' % (os.getpid(), os.uname().nodename))

@@ -13,6 +13,20 @@ TINY = {'vocab_size': 50, 'hidden_size': 16, 'intermediate_size': 32,
         'hidden_dropout_prob': 0.1, 'attention_probs_dropout_prob': 0.1}
 
 
+def spread_logits(model, tokenizer, task, scale):
+    """Random [CLS] features barely differ between texts: the classifier
+    is centred on the train texts' mean logits and scaled up."""
+    from gau_keras.clue import encoding
+    x = [encoding.encode_text(tokenizer, e, 32) for e in task.load('train')]
+    n = max(len(i) for i, _ in x)
+    ids = np.array([i + [0] * (n - len(i)) for i, _ in x])
+    segs = np.array([s + [0] * (n - len(s)) for _, s in x])
+    logits = model([ids, segs], training=False).numpy()
+    layer = model.get_layer('CLUE-Classifier')
+    layer.kernel.assign(layer.kernel * scale)
+    layer.bias.assign(-logits.mean(0) * scale)
+
+
 def random_run(name, out, scale=100.0):
     """Run folder ``out`` of CLUE fixture task ``name``: a char vocab of
     its texts, a tiny gau_alpha, random weights.  The classifier is scaled
@@ -35,14 +49,7 @@ def random_run(name, out, scale=100.0):
         config, model='gau_alpha', vocab_size=tokenizer._vocab_size)
     model = heads.build_head(task, encoder, dropout=0.1)
     if task.head == 'classification':
-        x = [encoding.encode_text(tokenizer, e, 32) for e in train]
-        n = max(len(i) for i, _ in x)
-        ids = np.array([i + [0] * (n - len(i)) for i, _ in x])
-        segs = np.array([s + [0] * (n - len(s)) for _, s in x])
-        logits = model([ids, segs], training=False).numpy()
-        layer = model.get_layer('CLUE-Classifier')
-        layer.kernel.assign(layer.kernel * scale)
-        layer.bias.assign(-logits.mean(0) * scale)
+        spread_logits(model, tokenizer, task, scale)
     model.save_weights(os.path.join(out, 'best.weights.h5'))
     runs.write_run_files(out, task, config, vocab, model='gau_alpha',
                          maxlen=32, stride=None, dropout=0.1, head_size=64)

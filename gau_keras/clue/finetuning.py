@@ -302,7 +302,7 @@ def _resume(trainer, epoch_end, record, output_dir):
                     start, _FIX))
     best = epoch_end.best_path
     if record.get('best_epoch') is None and os.path.exists(best):
-        os.remove(best)         # weights of epochs no longer in the record
+        os.remove(best)         # an epoch the record does not hold
 
 
 def finetune(task, data_dir, config, vocab, output_dir, *, checkpoint=None,

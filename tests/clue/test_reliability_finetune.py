@@ -239,7 +239,7 @@ def test_second_run_into_a_held_folder_is_refused_naming_the_pid(
 
 def test_a_stale_lock_of_a_dead_process_is_taken_over(
         model_files, tnews, tmp_path, capsys):
-    """A lock file left by a killed run (its pid no longer runs) is
+    """A lock file left by a killed run (its pid is not running) is
     taken over with a message naming that pid."""
     dead = subprocess.Popen([sys.executable, '-c', 'pass'])
     dead.wait()

@@ -16,13 +16,10 @@ import gau_keras
 from gau_keras import clue, corpora
 from gau_keras.clue import encoding, heads, runs
 from gau_keras.clue.readers import ClueDataError, read_json, read_json_lines
+from serving_runs import TINY, spread_logits  # tests/ is on sys.path
 
 FIXTURES = os.path.join(conftest.FIXTURES, 'clue')
 ROOT = conftest.ROOT
-TINY = {'vocab_size': 50, 'hidden_size': 16, 'intermediate_size': 32,
-        'attention_key_size': 8, 'num_attention_heads': 1,
-        'num_hidden_layers': 1, 'hidden_act': 'swish', 'type_vocab_size': 2,
-        'hidden_dropout_prob': 0.1, 'attention_probs_dropout_prob': 0.1}
 LONG = '长' * 5000 + 'long text ' * 500          # 10,000 chars
 
 
@@ -83,19 +80,6 @@ def random_run(name, out, logit_scale=100.0, maxlen=32):
                          maxlen=maxlen, stride=None, dropout=0.1,
                          head_size=64)
     return str(out)
-
-
-def spread_logits(model, tokenizer, task, scale):
-    """Random [CLS] features barely differ between texts: the classifier
-    is centred on the train texts' mean logits and scaled up."""
-    x = [encoding.encode_text(tokenizer, e, 32) for e in task.load('train')]
-    n = max(len(i) for i, _ in x)
-    ids = np.array([i + [0] * (n - len(i)) for i, _ in x])
-    segs = np.array([s + [0] * (n - len(s)) for _, s in x])
-    logits = model([ids, segs], training=False).numpy()
-    layer = model.get_layer('CLUE-Classifier')
-    layer.kernel.assign(layer.kernel * scale)
-    layer.bias.assign(-logits.mean(0) * scale)
 
 
 # ---- predictor vs the submission files of the same run ------------------
