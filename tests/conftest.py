@@ -19,6 +19,41 @@ import tensorflow as tf
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
+#: The longest modules (35-90 s each on a quiet 2-core machine: fault
+#: loops, multi-process runs, scripts and wheels run as subprocesses, the
+#: model harness), longest first.  They are collected first so that
+#: pytest-xdist, which hands whole files to its workers in collection order
+#: (Makefile: --dist loadfile --no-loadscope-reorder), starts them early and
+#: the short files even out the two workers at the end.  Only the order
+#: changes: a stale entry costs time, never a test.
+LONGEST_FIRST = (
+    'compat/test_bert4keras_examples.py',
+    'training/test_fault_injection_runs.py',
+    'clue/test_clue_bert4keras_ports.py',
+    'models/test_model_harness.py',
+    'training/test_distributed.py',
+    'pretraining/test_pretrain.py',
+    'package/test_package.py',
+    'compat/test_compat.py',
+    'compat/test_bert4keras_dropin.py',
+    'package/test_wheel.py',
+    'tools/test_examples.py',
+    'serving/test_export.py',
+    'models/test_flash_models.py',
+    'training/test_faults.py',
+    'clue/test_reliability_finetune.py',
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+
+    def position(item):
+        name = os.path.relpath(str(item.path), TESTS).replace(os.sep, '/')
+        return rank.get(name, len(rank))
+    items.sort(key=position)     # stable: each file keeps its own order
+
+
 def pytest_configure(config):
     config.addinivalue_line(
         'markers', 'slow: over ~1.5 s of CPU: subprocess runs (kill/resume, '

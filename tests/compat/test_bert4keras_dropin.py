@@ -177,18 +177,25 @@ print(type(model).__module__)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('first', [
-    'import tensorflow',
-    'import tensorflow as tf\nfrom tensorflow.python.client import device_lib'])
-def test_tensorflow_before_gau_keras_works(first):
-    """bert4keras's task_iflytek_multigpu.py order: TensorFlow first."""
-    out = _fresh_python(first + '\nimport gau_keras\n'
+def test_tensorflow_before_gau_keras_works():
+    """bert4keras's task_iflytek_multigpu.py order: TensorFlow (and its
+    device_lib) first.  gau_keras still selects tf-keras, sets both
+    variables, and a model builds and trains."""
+    out = _fresh_python('import tensorflow as tf\n'
+                        'from tensorflow.python.client import device_lib\n'
+                        'import gau_keras, os\n'
+                        'print(tf.keras.layers.Layer.__module__)\n'
+                        'print(os.environ["TF_KERAS"], '
+                        'os.environ["TF_USE_LEGACY_KERAS"])\n'
                         'from gau_keras.backend import keras\n'
                         'from keras.layers import Dense\n'
                         'assert Dense is keras.layers.Dense\n'
                         + BUILD_AND_TRAIN)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert out.stdout.split()[-1].startswith('tf_keras')
+    layer_module, flags, model_module = out.stdout.split('\n')[-4:-1]
+    assert layer_module.startswith('tf_keras'), out.stdout
+    assert flags == '1 1'
+    assert model_module.startswith('tf_keras')
 
 
 @pytest.mark.slow

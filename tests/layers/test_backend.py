@@ -21,6 +21,20 @@ def test_rope_frequencies():
         backend.rope_frequencies(7)
 
 
+def test_rope_feature_rates_pair_the_features_of_each_layout():
+    theta = 10000.0 ** (-2.0 * np.arange(3) / 6)
+    np.testing.assert_allclose(backend.rope_feature_rates(6, 'interleaved'),
+                               [theta[0], theta[0], theta[1], theta[1],
+                                theta[2], theta[2]], rtol=1e-7)
+    np.testing.assert_allclose(backend.rope_feature_rates(6, 'half'),
+                               np.concatenate([theta, theta]), rtol=1e-7)
+    assert backend.rope_feature_rates(6).dtype == np.float32
+    with pytest.raises(ValueError, match='even'):
+        backend.rope_feature_rates(7)
+    with pytest.raises(ValueError, match='rope_layout'):
+        backend.rope_feature_rates(6, 'spiral')
+
+
 @pytest.mark.parametrize('layout', ['interleaved', 'half'])
 def test_rope_matches_numpy(layout):
     rng = np.random.default_rng(0)

@@ -10,16 +10,12 @@ only.
   (e.g. the pretraining package's docstring names ``scripts/pretrain.py``,
   its command line): text creates no dependency, so only code is checked.
 * No module is named like a benchmark (the tools live in scripts/bench/).
-* The wheel (slow: it is built) has the presets and no benchmark code.
+* The wheel's contents are checked with these scanners in test_wheel.py.
 """
 import ast
-import glob
 import os
 import re
-import shutil
 import subprocess
-import sys
-import zipfile
 
 import pytest
 
@@ -232,53 +228,3 @@ def test_no_module_is_named_like_a_benchmark():
     names = [r for r, _ in package_files(PACKAGE) if r.endswith('.py')]
     assert 'gau_keras/__init__.py' in names
     assert bench_named(names) == []
-
-
-# --------------------------------------------------------------------------
-# (c) the wheel
-# --------------------------------------------------------------------------
-
-SOURCES = ('setup.py', 'MANIFEST.in', 'README.md', 'requirements.txt',
-           'gau_keras')
-
-
-@pytest.mark.slow
-def test_the_wheel_ships_presets_and_no_benchmark_code(tmp_path):
-    """A wheel built (no build isolation, no network) from a copy of the
-    sources, so the checkout gets no build/ or egg-info folders."""
-    src = tmp_path / 'src'
-    src.mkdir()
-    for name in SOURCES:
-        path = os.path.join(ROOT, name)
-        if os.path.isdir(path):
-            shutil.copytree(path, str(src / name),
-                            ignore=shutil.ignore_patterns('__pycache__'))
-        else:
-            shutil.copy(path, str(src / name))
-    out = subprocess.run(
-        [sys.executable, '-m', 'pip', 'wheel', '--no-deps',
-         '--no-build-isolation', '--no-index', '-q', '-w',
-         str(tmp_path / 'wheel'), str(src)],
-        capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    (wheel,) = glob.glob(str(tmp_path / 'wheel' / 'gau_keras-*.whl'))
-    with zipfile.ZipFile(wheel) as z:
-        names = z.namelist()
-        sources = {n: z.read(n).decode('utf-8') for n in names
-                   if n.endswith('.py')}
-    shipped = sorted(os.path.basename(p) for p in glob.glob(
-        os.path.join(PACKAGE, 'presets', '*.json')))
-    assert shipped and sorted(
-        os.path.basename(n) for n in names
-        if re.match(r'gau_keras/presets/[^/]+\.json$', n)) == shipped
-    code = [n for n in names if not n.startswith('gau_keras-')]
-    assert all(n.startswith('gau_keras/') for n in code), code
-    assert 'gau_keras/__init__.py' in sources
-    assert bench_named(code) == []
-    for marker in ('class StockGAUAlpha', 'def run_isolated',
-                   'def run_speed', 'def op_times', 'def equal_param_configs'):
-        assert not [n for n, text in sources.items() if marker in text], \
-            marker
-    problems = ['%s %s' % (n, p) for n, text in sources.items()
-                for p in code_problems(text, n.count('/'))]
-    assert not problems, '\n'.join(problems)

@@ -1,6 +1,6 @@
-"""Import-time behaviour: Keras 2 selection, import order, TensorFlow
-checks, lazy submodules, and the README's load_model recipe in a fresh
-process."""
+"""Import-time behaviour: Keras 2 selection, import order (TensorFlow
+first is in test_bert4keras_dropin.py), TensorFlow checks, lazy
+submodules, and the README's load_model recipe in a fresh process."""
 import json
 import os
 import subprocess
@@ -26,18 +26,6 @@ def run_python(code, cwd=None, **env_changes):
 def last_error(out):
     assert out.returncode != 0, out.stdout
     return out.stderr.strip().splitlines()[-1]
-
-
-@pytest.mark.slow
-def test_import_selects_tf_keras_even_after_tensorflow():
-    out = run_python('import tensorflow as tf\nimport gau_keras, os\n'
-                     'print(tf.keras.layers.Layer.__module__)\n'
-                     'print(os.environ["TF_KERAS"], '
-                     'os.environ["TF_USE_LEGACY_KERAS"])')
-    assert out.returncode == 0, out.stderr
-    module, flags = out.stdout.strip().splitlines()[-2:]
-    assert module.startswith('tf_keras')
-    assert flags == '1 1'
 
 
 @pytest.mark.slow

@@ -1,24 +1,30 @@
-"""The installed wheel runs the library entry points outside the checkout.
+"""The wheel: what it holds, and the installed package run outside the
+checkout.
 
-``installed_python`` builds a wheel from a copy of the sources (so the
-checkout gets no build/ folder whose stale files could end up in the wheel),
-installs it with ``--no-deps`` into a throwaway venv and returns that venv's
-python.  The venv sees the outer environment's packages (TensorFlow,
-tf-keras, bert4keras) through a .pth line placed after its own
-site-packages, so its own gau_keras (from the wheel) wins.  Each test runs
-it from an empty working directory with no PYTHONPATH.
+``wheel`` is built once per module from a copy of the sources (so the
+checkout gets no build/ folder whose stale files could end up in it).
+``installed_python`` installs it with ``--no-deps`` into a throwaway venv
+and returns that venv's python.  The venv sees the outer environment's
+packages (TensorFlow, tf-keras, bert4keras) through a .pth line placed
+after its own site-packages, so its own gau_keras (from the wheel) wins.
+Each test runs it from an empty working directory with no PYTHONPATH: the
+shipped presets are found by name, and ``clue.finetune`` and ``pretrain``
+run end to end.
 """
 import glob
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import sysconfig
+import zipfile
 
 import pytest
 
 from conftest import ROOT
+from test_layout import bench_named, code_problems
 
 SOURCES = ('setup.py', 'MANIFEST.in', 'README.md', 'requirements.txt',
            'gau_keras')
@@ -50,13 +56,17 @@ def build_wheel(folder):
 
 
 @pytest.fixture(scope='module')
-def installed_python(tmp_path_factory):
+def wheel(tmp_path_factory):
+    """The path of a wheel built once for this module."""
+    return build_wheel(tmp_path_factory.mktemp('wheel'))
+
+
+@pytest.fixture(scope='module')
+def installed_python(wheel, tmp_path_factory):
     """``installed_python(code, cwd)`` runs ``code`` with the python of a
     venv that has the wheel installed; returns its stdout.  ``.venv`` is
     the venv's folder."""
-    folder = tmp_path_factory.mktemp('wheel')
-    wheel = build_wheel(folder)
-    venv = folder / 'venv'
+    venv = tmp_path_factory.mktemp('installed') / 'venv'
     run([sys.executable, '-m', 'venv', '--system-site-packages',
          '--without-pip', str(venv)])
     python = str(venv / 'bin' / 'python')
@@ -73,6 +83,65 @@ def installed_python(tmp_path_factory):
         return run([python, '-c', code], cwd=str(cwd), env=env).stdout
     run_code.venv = venv
     return run_code
+
+
+# ---- what the wheel holds ------------------------------------------------
+
+@pytest.mark.slow
+def test_the_wheel_ships_presets_and_no_benchmark_code(wheel):
+    """Only gau_keras/ (and its dist-info): every preset, no test or
+    configs/ folder, no module named or written like measuring code, and
+    no code that reaches outside the package."""
+    with zipfile.ZipFile(wheel) as z:
+        names = z.namelist()
+        sources = {n: z.read(n).decode('utf-8') for n in names
+                   if n.endswith('.py')}
+    shipped = sorted(os.path.basename(p) for p in glob.glob(
+        os.path.join(ROOT, 'gau_keras', 'presets', '*.json')))
+    assert shipped and sorted(
+        os.path.basename(n) for n in names
+        if re.match(r'gau_keras/presets/[^/]+\.json$', n)) == shipped
+    code = [n for n in names if not n.startswith('gau_keras-')]
+    assert all(n.startswith('gau_keras/') for n in code), code
+    assert 'gau_keras/__init__.py' in sources
+    assert bench_named(code) == []
+    for marker in ('class StockGAUAlpha', 'def run_isolated',
+                   'def run_speed', 'def op_times', 'def equal_param_configs'):
+        assert not [n for n, text in sources.items() if marker in text], \
+            marker
+    problems = ['%s %s' % (n, p) for n, text in sources.items()
+                for p in code_problems(text, n.count('/'))]
+    assert not problems, '\n'.join(problems)
+
+
+# ---- the installed wheel, run outside the checkout ------------------------
+
+PRESET = '''
+import gau_keras
+print(gau_keras.__file__)
+from gau_keras.configs import preset_names
+print(",".join(preset_names()))
+t = gau_keras.build_transformer_model('flash_tiny', model='flash',
+                                      return_keras_model=False)
+print(t.model.count_params(), t.chunk_size)
+try:
+    gau_keras.build_transformer_model('flash_tny', model='flash')
+except gau_keras.configs.ConfigError as e:
+    print("error:", e)
+'''
+
+
+@pytest.mark.slow
+def test_installed_wheel_builds_a_preset_outside_the_checkout(
+        installed_python, tmp_path):
+    """The shipped presets are found by name from the installed package;
+    a misspelt name is an error that suggests the right one."""
+    lines = installed_python(PRESET, tmp_path).strip().splitlines()
+    module, presets, built, error = lines[-4:]
+    assert module.startswith(str(installed_python.venv)), module
+    assert 'flash_tiny' in presets.split(',')
+    assert built.split()[1] == '64'          # chunk_size of flash_tiny.json
+    assert error.startswith('error:') and 'flash_tiny' in error
 
 
 def write_lines(path, rows):
