@@ -32,10 +32,7 @@ ROPE_LAYOUTS = ('interleaved', 'half')
 
 def rope_frequencies(dim, base=10000.0):
     """θ_i = base^(-2i/dim), i = 0 … dim/2 - 1 (float32)."""
-    if dim % 2:
-        raise ValueError('RoPE needs an even dimension, got %d' % dim)
-    i = tf.range(dim // 2, dtype=tf.float32)
-    return tf.pow(tf.constant(base, tf.float32), -2.0 * i / dim)
+    return tf.constant(rope_feature_rates(dim, 'half', base)[:dim // 2])
 
 
 def sinusoidal_embeddings(positions, dim, base=10000.0):

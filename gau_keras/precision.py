@@ -325,3 +325,24 @@ def unwrap_optimizer(optimizer):
     """The inner optimizer of a ``LossScaleOptimizer`` (or the optimizer)."""
     inner = getattr(optimizer, 'inner_optimizer', None)
     return optimizer if inner is None else inner
+
+
+def scale_loss(optimizer, loss):
+    """The loss to differentiate: scaled by a ``LossScaleOptimizer`` (fp16),
+    else ``loss`` itself.  Pair it with ``unscale_gradients``::
+
+        with tf.GradientTape() as tape:
+            scaled = scale_loss(optimizer, loss_fn())
+        grads = unscale_gradients(optimizer, tape.gradient(scaled, variables))
+    """
+    if hasattr(optimizer, 'get_scaled_loss'):
+        return optimizer.get_scaled_loss(loss)
+    return loss
+
+
+def unscale_gradients(optimizer, gradients):
+    """Gradients of a ``scale_loss`` loss divided back by the loss scale
+    (a list in, a list out); unchanged without a ``LossScaleOptimizer``."""
+    if hasattr(optimizer, 'get_unscaled_gradients'):
+        return optimizer.get_unscaled_gradients(gradients)
+    return gradients

@@ -58,18 +58,8 @@ def open_fault_windows(spec):
     point of STAGE (``spec`` = 'STAGE:N')."""
     from tensorflow.python.checkpoint import checkpoint_management as cm
     from tensorflow.python.ops import gen_io_ops
-    target, n = spec.split(':')
-    left = [int(n)]
-
-    def window(stage, fn):
-        def paused(*args, **kwargs):
-            print('window %s' % stage, flush=True)
-            if stage == target:
-                left[0] -= 1
-                if left[0] == 0:
-                    time.sleep(600)     # until the test kills us
-            return fn(*args, **kwargs)
-        return paused
+    from fault_windows import windows
+    window = windows(spec)
     gen_io_ops.merge_v2_checkpoints = window(
         'merge', gen_io_ops.merge_v2_checkpoints)
     cm.update_checkpoint_state_internal = window(

@@ -1,4 +1,5 @@
 """Shared fixtures.  ``import gau_keras`` must come before TensorFlow."""
+import importlib.util
 import json
 import os
 import sys
@@ -68,6 +69,16 @@ from tiny_configs import TINY_GAU, tiny_config as _tiny_config  # noqa: E402
 TESTS = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(TESTS)
 FIXTURES = os.path.join(TESTS, 'fixtures')
+
+
+def load_script(name):
+    """``scripts/<name>.py`` as a module (the scripts are not a package),
+    so a test can call its ``main`` or its helpers in this process."""
+    spec = importlib.util.spec_from_file_location(
+        name + '_script', os.path.join(ROOT, 'scripts', name + '.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _set_policy(name):

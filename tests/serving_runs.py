@@ -5,12 +5,12 @@ import os
 
 import numpy as np
 
+from tiny_configs import tiny_config
+
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                         'fixtures', 'clue')
-TINY = {'vocab_size': 50, 'hidden_size': 16, 'intermediate_size': 32,
-        'attention_key_size': 8, 'num_attention_heads': 1,
-        'num_hidden_layers': 1, 'hidden_act': 'swish', 'type_vocab_size': 2,
-        'hidden_dropout_prob': 0.1, 'attention_probs_dropout_prob': 0.1}
+#: The one-block tiny GAU-α (vocab 50, dropout 0.1).
+TINY = tiny_config(num_hidden_layers=1)
 
 
 def spread_logits(model, tokenizer, task, scale):

@@ -39,6 +39,8 @@ import types
 
 import tensorflow as tf
 
+from gau_keras.precision import scale_loss, unscale_gradients
+
 __all__ = ['adversarial_training', 'embedding_matrix', 'gradient_penalty']
 
 
@@ -72,16 +74,8 @@ def _find_layer(model, name):
 
 # -- pieces shared by the Keras and the Trainer steps -----------------------
 
-def _scaled(optimizer, loss):
-    if hasattr(optimizer, 'get_scaled_loss'):
-        return optimizer.get_scaled_loss(loss)
-    return loss
-
-
 def _unscaled(optimizer, gradient):
-    if hasattr(optimizer, 'get_unscaled_gradients'):
-        return optimizer.get_unscaled_gradients([gradient])[0]
-    return gradient
+    return unscale_gradients(optimizer, [gradient])[0]
 
 
 def _perturbation(gradient, epsilon):
@@ -165,7 +159,7 @@ def _fgm_train_step(embedding, epsilon, train_step):
         x, y, sample_weight = tf.keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
             loss = _quiet_loss(model, x, y, sample_weight)
-            scaled = _scaled(model.optimizer, loss)
+            scaled = scale_loss(model.optimizer, loss)
         gradient = _unscaled(model.optimizer, tape.gradient(scaled, embedding))
         delta = _perturbation(gradient, epsilon)
         _add(embedding, delta)
@@ -182,7 +176,7 @@ def _gp_train_step(embedding, epsilon):
             with tf.GradientTape() as inner:
                 y_pred = model(x, training=True)
                 loss = model.compute_loss(x, y, y_pred, sample_weight)
-                scaled = _scaled(model.optimizer, loss)
+                scaled = scale_loss(model.optimizer, loss)
             gradient = _unscaled(model.optimizer,
                                  inner.gradient(scaled, embedding))
             total = loss + 0.5 * epsilon * _penalty(gradient, _replicas())
@@ -213,7 +207,7 @@ def _fgm_trainer(trainer, embedding, epsilon):
     def step(grads_fn, x, y, global_batch):
         with tf.GradientTape() as tape:
             loss = trainer._replica_loss(x, y, global_batch)
-            scaled = _scaled(trainer.optimizer, loss)
+            scaled = scale_loss(trainer.optimizer, loss)
         gradient = _unscaled(trainer.optimizer,
                              tape.gradient(scaled, embedding))
         delta = _perturbation(gradient, epsilon)
@@ -232,7 +226,7 @@ def _gp_trainer(trainer, embedding, epsilon):
     def loss_fn(x, y, global_batch):
         with tf.GradientTape() as inner:
             loss = replica_loss(x, y, global_batch)
-            scaled = _scaled(trainer.optimizer, loss)
+            scaled = scale_loss(trainer.optimizer, loss)
         gradient = _unscaled(trainer.optimizer,
                              inner.gradient(scaled, embedding))
         return loss + 0.5 * epsilon * _penalty(gradient, _replicas())

@@ -254,12 +254,9 @@ class Trainer(object):
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
             loss = self._replica_loss(x, y, global_batch)
-            scaled = loss
-            if hasattr(optimizer, 'get_scaled_loss'):
-                scaled = optimizer.get_scaled_loss(loss)
-        grads = tape.gradient(scaled, variables)
-        if hasattr(optimizer, 'get_unscaled_gradients'):
-            grads = optimizer.get_unscaled_gradients(grads)
+            scaled = gk_precision.scale_loss(optimizer, loss)
+        grads = gk_precision.unscale_gradients(
+            optimizer, tape.gradient(scaled, variables))
         return loss, grads, _finite(grads)
 
     def _apply_step(self, grads_fn, x, y, global_batch):

@@ -1,6 +1,5 @@
 """CLUE examples → model inputs (bert4keras Tokenizer on a char vocab),
 cmrc2018 windowing, NER spans; scripts/build_vocab.py."""
-import importlib.util
 import os
 
 import numpy as np
@@ -10,17 +9,13 @@ from gau_keras import clue, corpora
 from gau_keras.clue import encoding
 from gau_keras.clue.readers import SpanExample, TextExample, NerExample
 
-from conftest import ROOT
+from conftest import ROOT, load_script
 
 FIXTURES = os.path.join(ROOT, 'tests', 'fixtures', 'clue')
 
 
 def build_vocab_script():
-    spec = importlib.util.spec_from_file_location(
-        'build_vocab', os.path.join(ROOT, 'scripts', 'build_vocab.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('build_vocab')
 
 
 @pytest.fixture(scope='module')

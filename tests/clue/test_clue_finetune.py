@@ -1,7 +1,6 @@
 """scripts/finetune_clue.py end to end on each task's fixture folder:
 1 epoch of a tiny GAU-α from scratch, a metrics.json and a submission file
 with exactly one prediction per test item."""
-import importlib.util
 import json
 import os
 import zipfile
@@ -10,10 +9,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from gau_keras import clue, corpora
+from gau_keras import clue
 from gau_keras.clue import encoding, finetuning, heads, submission
 
-from conftest import ROOT
+from conftest import ROOT, load_script
+from run_files import clue_vocab
 from tiny_configs import tiny_config
 
 FIXTURES = os.path.join(ROOT, 'tests', 'fixtures', 'clue')
@@ -22,11 +22,7 @@ TINY = tiny_config(num_hidden_layers=1)
 
 
 def finetune_script():
-    spec = importlib.util.spec_from_file_location(
-        'finetune_clue', os.path.join(ROOT, 'scripts', 'finetune_clue.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('finetune_clue')
 
 
 @pytest.fixture(scope='module')
@@ -38,14 +34,7 @@ def script():
 def setup_files(tmp_path_factory):
     """Tiny config and one char vocab over all fixture texts."""
     folder = tmp_path_factory.mktemp('clue_ft')
-    texts = []
-    for name in clue.task_names():
-        t = clue.get_task(name, os.path.join(FIXTURES, name), False)
-        items = t.load('train') + t.load('dev')
-        items += [e for _, s, _ in t.test_sets() for e in s]
-        texts += [x for e in items for x in encoding.example_texts(e)]
-    vocab = corpora.save_vocab(corpora.build_tokenizer_vocab(texts),
-                               str(folder / 'vocab.txt'))
+    vocab = clue_vocab(clue.task_names(), FIXTURES, folder / 'vocab.txt')
     config = folder / 'tiny.json'
     config.write_text(json.dumps(TINY))
     return str(config), vocab

@@ -5,7 +5,6 @@ first step, one record entry per epoch.
 Tiny GAU-α on the tests/fixtures/clue folders (copied when a test damages
 them); each test names the failure it guards against.
 """
-import importlib.util
 import json
 import os
 import shutil
@@ -19,17 +18,17 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from gau_keras import clue, corpora, files, optimizers, training
+from gau_keras import clue, files, optimizers, training
 from gau_keras.clue import encoding, pipeline, readers, submission
 from gau_keras.files import RunFolderError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
+from conftest import ROOT, load_script
+from tiny_configs import tiny_config
+from run_files import HOLD_LOCK, checkpoint_steps, clue_vocab
+
 FIXTURES = os.path.join(ROOT, 'tests', 'fixtures', 'clue')
-TINY = {'vocab_size': 50, 'hidden_size': 16, 'intermediate_size': 32,
-        'attention_key_size': 8, 'num_attention_heads': 1,
-        'num_hidden_layers': 1, 'hidden_act': 'swish', 'type_vocab_size': 2,
-        'hidden_dropout_prob': 0.1, 'attention_probs_dropout_prob': 0.1}
+#: The one-block tiny GAU-α (vocab 50, dropout 0.1).
+TINY = tiny_config(num_hidden_layers=1)
 #: tnews fixture: 5 training rows, so batch 2 gives 3 steps per epoch
 PER_EPOCH = 3
 
@@ -38,14 +37,7 @@ PER_EPOCH = 3
 def model_files(tmp_path_factory):
     """(tiny config path, char vocab over the tnews and cluener fixtures)."""
     folder = tmp_path_factory.mktemp('reliability')
-    texts = []
-    for name in ('tnews', 'cluener'):
-        t = clue.get_task(name, os.path.join(FIXTURES, name), False)
-        items = t.load('train') + t.load('dev')
-        items += [e for _, s, _ in t.test_sets() for e in s]
-        texts += [x for e in items for x in encoding.example_texts(e)]
-    vocab = corpora.save_vocab(corpora.build_tokenizer_vocab(texts),
-                               str(folder / 'vocab.txt'))
+    vocab = clue_vocab(['tnews', 'cluener'], FIXTURES, folder / 'vocab.txt')
     config = folder / 'tiny.json'
     config.write_text(json.dumps(TINY))
     return str(config), vocab
@@ -68,17 +60,11 @@ def run(model_files, data_dir, out, **kwargs):
 
 
 def finetune_script():
-    spec = importlib.util.spec_from_file_location(
-        'finetune_clue', os.path.join(ROOT, 'scripts', 'finetune_clue.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('finetune_clue')
 
 
 def checkpoints(out):
-    folder = os.path.join(str(out), 'train', 'ckpt')
-    return sorted(int(n[5:-6]) for n in os.listdir(folder)
-                  if n.startswith('ckpt-') and n.endswith('.index'))
+    return checkpoint_steps(os.path.join(str(out), 'train', 'ckpt'))
 
 
 def epochs_of(out):
@@ -123,8 +109,8 @@ else:
 @pytest.mark.parametrize('kind', ['submission', 'zip', 'metrics'])
 def test_kill_mid_write_leaves_the_previous_complete_file(kind, tmp_path):
     """A SIGKILL while an output is rewritten leaves the previous
-    complete file (the old code opened the destination for writing first:
-    a shorter file whose every line parses, or a broken zip)."""
+    complete file, never a shorter file whose every line parses or a
+    broken zip (what writing into the destination itself would leave)."""
     name = {'submission': 'tnews11_predict.json', 'zip': 'clue_submit.zip',
             'metrics': 'metrics.json'}[kind]
     path = tmp_path / name
@@ -156,7 +142,7 @@ def test_fresh_start_after_moving_checkpoints_does_not_carry_old_epochs(
         model_files, tnews, tmp_path):
     """After moving OUT/train/ckpt away (the advice of
     NoUsableCheckpointError), a new run in OUT starts its record afresh
-    (the old code carried the old run's epochs and best over: [1, 1])."""
+    rather than carrying the moved run's epochs and best over ([1, 1])."""
     out = tmp_path / 'out'
     first = run(model_files, tnews, out)
     shutil.move(str(out / 'train' / 'ckpt'), str(tmp_path / 'ckpt.away'))
@@ -187,7 +173,7 @@ def test_losing_the_newest_checkpoint_trains_its_epoch_again_once(
 
 def test_an_epoch_saved_but_not_evaluated_is_evaluated_on_resume(
         model_files, tnews, tmp_path):
-    """Items 8/14: the checkpoint comes first at an epoch end; a run killed
+    """The checkpoint comes first at an epoch end; a run killed
     between it and the evaluation evaluates that epoch when resumed, with
     the loss the checkpoint recorded."""
     out = tmp_path / 'out'
@@ -203,20 +189,11 @@ def test_an_epoch_saved_but_not_evaluated_is_evaluated_on_resume(
 
 # ---- one process per run folder ----------------------------------
 
-HOLD_LOCK = r'''
-import sys, time
-from gau_keras import files
-with files.run_lock(sys.argv[1]):
-    print('locked', flush=True)
-    time.sleep(120)
-'''
-
-
 @pytest.mark.slow
 def test_second_run_into_a_held_folder_is_refused_naming_the_pid(
         model_files, tnews, tmp_path):
     """While another process holds OUT, a run into it is refused
-    naming that process (the old code ran both into one folder)."""
+    naming that process, so two runs never write into one folder."""
     out = tmp_path / 'out'
     holder = subprocess.Popen([sys.executable, '-c', HOLD_LOCK, str(out)],
                               cwd=ROOT, stdout=subprocess.PIPE, text=True)
@@ -257,8 +234,8 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over(
 def test_resuming_with_changed_settings_is_refused_naming_each(
         model_files, tnews, tmp_path, capsys):
     """A rerun with other result-shaping settings is refused naming
-    each of them (the old code resumed silently and recorded the new
-    values); epochs may grow and eval_batch_size change; another train.json
+    each of them, never resumed as if they were the same run; epochs may
+    grow and eval_batch_size change; another train.json
     content is a changed setting too."""
     out = tmp_path / 'out'
     run(model_files, tnews, out, learning_rate=1e-3)
@@ -325,7 +302,7 @@ def test_run_files_without_a_settings_record_are_refused(
 def test_entity_inside_a_merged_token_is_counted(tmp_path, capsys):
     """'我爱😀Apple公司': the tokenizer keeps '😀apple' as one token,
     so the entity 'Apple' cannot be a token span; it is skipped AND counted
-    (the old code dropped it silently)."""
+    (in the summary), not dropped silently."""
     folder = tmp_path / 'cluener'
     folder.mkdir()
     line = {'text': '我爱😀Apple公司', 'label': {'company': {'Apple': [[3, 7]]},
@@ -349,7 +326,7 @@ def test_entity_inside_a_merged_token_is_counted(tmp_path, capsys):
     assert log.total() == 1
 
 
-# ---- items 10, 13-17: refused before the first step, with the file named --
+# ---- refused before the first step, with the file named ----------------
 
 def steps_seen():
     seen = []
@@ -359,7 +336,7 @@ def steps_seen():
 def test_batch_larger_than_the_training_set_is_refused(
         model_files, tnews, tmp_path):
     """Batch_size 6 on 5 training rows would repeat rows in one
-    step; refused before training (the old code trained on it)."""
+    step; it is refused before training."""
     seen, callbacks = steps_seen()
     config, vocab = model_files
     with pytest.raises(ValueError, match='batch_size 6 is larger than the '
@@ -381,7 +358,7 @@ def test_empty_train_split_names_its_file(model_files, tnews, tmp_path):
 def test_failing_evaluation_keeps_the_step_it_follows(tmp_path):
     """The Trainer saves a due checkpoint before the callbacks run,
     so a callback failing at an epoch end (an evaluation) loses nothing
-    (the old Trainer called the callbacks first: no ckpt-3)."""
+    (callbacks first would leave no ckpt-3)."""
     with tf.distribute.get_strategy().scope():
         x = tf.keras.Input((3,))
         model = tf.keras.Model(x, tf.keras.layers.Dense(2)(x))
@@ -408,8 +385,8 @@ def test_failing_evaluation_keeps_the_step_it_follows(tmp_path):
 def test_evaluation_problems_are_refused_before_training(
         damage, model_files, tnews, tmp_path):
     """An empty dev.json (named) and eval_batch_size 0 stop the run
-    before its first step (the old code failed after the first epoch's
-    training, losing it)."""
+    before its first step, instead of failing after the first epoch's
+    training and losing it."""
     seen, callbacks = steps_seen()
     kwargs = {}
     if damage == 'empty dev':
@@ -428,8 +405,8 @@ def test_evaluation_problems_are_refused_before_training(
                                     'gbk'])
 def test_test_file_problems_stop_the_run_before_training(
         damage, model_files, tnews, tmp_path):
-    """Every split is read and checked before the first step (the
-    old code found test-file problems only after all training)."""
+    """Every split is read and checked before the first step, so a
+    test-file problem never surfaces only after all training."""
     path = os.path.join(tnews, 'test.json')
     lines = open(path, encoding='utf-8').read().splitlines()
     if damage == 'missing':
@@ -452,8 +429,8 @@ def test_test_file_problems_stop_the_run_before_training(
 
 def test_gbk_data_is_a_clue_data_error_with_file_and_line(tnews, tmp_path):
     """GBK-encoded data raises ClueDataError naming file, line and
-    column (the old code: a bare UnicodeDecodeError), for JSON-lines and
-    whole-file JSON alike."""
+    column (not a bare UnicodeDecodeError), for JSON-lines and whole-file
+    JSON alike."""
     path = os.path.join(tnews, 'train.json')
     text = open(path, encoding='utf-8').read()
     with open(path, 'wb') as f:
@@ -474,7 +451,7 @@ def test_gbk_data_is_a_clue_data_error_with_file_and_line(tnews, tmp_path):
 def test_unreadable_metrics_names_the_file_and_the_fix(
         content, model_files, tnews, tmp_path):
     """An empty or truncated metrics.json is named with the way
-    out (the old code: a bare JSONDecodeError on every rerun)."""
+    out, not a bare JSONDecodeError on every rerun."""
     out = tmp_path / 'out'
     run(model_files, tnews, out)
     (out / 'metrics.json').write_text(content)
@@ -488,10 +465,10 @@ def test_unreadable_metrics_names_the_file_and_the_fix(
 
 def test_finetune_flags_have_no_ignored_loop_flags_and_save_every_works(
         model_files, tnews, tmp_path):
-    """--steps and --workdir (which fine-tuning cannot honour: the
-    run length is --epochs, the checkpoints live in OUT/train) are gone;
-    --save_every checkpoints inside an epoch (the old script accepted all
-    three and ignored them)."""
+    """finetune_clue.py has no --steps or --workdir (fine-tuning
+    cannot honour them: the run length is --epochs, the checkpoints live in
+    OUT/train), so they are usage errors rather than ignored flags;
+    --save_every checkpoints inside an epoch."""
     script = finetune_script()
     config, vocab = model_files
     base = ['--task', 'tnews', '--data_dir', tnews, '--config', config,

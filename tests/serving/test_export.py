@@ -1,7 +1,6 @@
 """scripts/export.py --format saved_model: the SavedModel, loaded in a fresh
 process that imports only TensorFlow and tensorflow-text, answers as
 gau_keras.clue.load_predictor does on the same run folder."""
-import importlib.util
 import json
 import os
 import subprocess
@@ -12,7 +11,8 @@ import pytest
 import tensorflow as tf
 
 from gau_keras import clue
-from test_predict import LONG, ROOT, random_run
+from conftest import load_script
+from test_predict import LONG, random_run
 
 TEXTS = ['今天天气很好，股市大涨！', '', 'ＡＢＣ全角，半角ABC abc 123',
          'Café 😀👍🏻 𠮷野家\u3000空格\u200b', LONG]
@@ -38,11 +38,7 @@ print(json.dumps({'outputs': out, 'leaked': leaked}, default=lambda b:
 
 
 def export_script():
-    spec = importlib.util.spec_from_file_location(
-        'export_script', os.path.join(ROOT, 'scripts', 'export.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('export')
 
 
 def fresh_process(path, inputs):

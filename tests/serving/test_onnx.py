@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import ROOT, TINY_GAU, padded_batch
+from conftest import ROOT, TINY_GAU, load_script, padded_batch
 
 pytest.importorskip('tf2onnx', reason='pip install tf2onnx onnxruntime')
 
@@ -79,16 +79,11 @@ def test_export_names_outputs_and_refuses_other_models(tmp_path):
 def test_export_script_writes_a_run_folder_as_onnx(tmp_path):
     """scripts/export.py RUN --format onnx: logits equal the run's model
     (padded batch), and their argmax is the predictor's label."""
-    import importlib.util
-    import os
     from gau_keras.clue import load_predictor
     from gau_keras.serving.onnx import onnx_session
     from serving_runs import random_run
     run, texts = random_run('tnews', str(tmp_path / 'tnews'))
-    script = os.path.join(ROOT, 'scripts', 'export.py')
-    spec = importlib.util.spec_from_file_location('export_script', script)
-    export = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(export)
+    export = load_script('export')
     out = str(tmp_path / 'tnews.onnx')
     assert export.main([run, '--format', 'onnx', '--out', out]) == out
     session = onnx_session(out)

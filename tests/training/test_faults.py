@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from conftest import TESTS
+from run_files import checkpoint_steps, damage_checkpoint, worker_weights
 
 pytestmark = pytest.mark.slow
 
@@ -57,13 +58,7 @@ def first_step(lines):
 
 
 def intact_checkpoints(ckpt, truncated):
-    return [n for n in complete_checkpoints(ckpt) if n not in truncated]
-
-
-def complete_checkpoints(ckpt):
-    names = os.listdir(ckpt) if os.path.isdir(ckpt) else []
-    return sorted(int(n[5:-6]) for n in names
-                  if n.startswith('ckpt-') and n.endswith('.index'))
+    return [n for n in checkpoint_steps(ckpt) if n not in truncated]
 
 
 def damage_latest(ckpt, how, truncated):
@@ -74,14 +69,7 @@ def damage_latest(ckpt, how, truncated):
         return False
     if how == 'truncate_latest':
         truncated.add(steps[-1])
-    prefix = os.path.join(ckpt, 'ckpt-%d' % steps[-1])
-    data = prefix + '.data-00000-of-00001'
-    if how == 'delete_latest':
-        os.remove(prefix + '.index')
-        os.remove(data)
-    else:
-        with open(data, 'r+b') as f:
-            f.truncate(os.path.getsize(data) // 3)
+    damage_checkpoint(ckpt, steps[-1], how)
     return True
 
 
@@ -100,11 +88,6 @@ def target_for(fault, rng):
             left[0] -= 1
         return left[0] == 0
     return flags, hit
-
-
-def weights(path):
-    data = np.load(str(path))
-    return [data['arr_%d' % i] for i in range(len(data.files))]
 
 
 def test_random_faults_end_with_uninterrupted_weights(tmp_path):
@@ -140,7 +123,8 @@ def test_random_faults_end_with_uninterrupted_weights(tmp_path):
     assert not run_until(reference, lambda line: False)
     print('faults injected and survived (%d): %s'
           % (len(injected), ', '.join(injected)))
-    for a, b in zip(weights(out), weights(tmp_path / 'ref.npz')):
+    for a, b in zip(worker_weights(out),
+                    worker_weights(tmp_path / 'ref.npz')):
         np.testing.assert_array_equal(a, b)
     assert len(injected) == len(plan), injected
     assert {'delete_latest', 'truncate_latest'} <= set(injected)

@@ -47,6 +47,20 @@ def test_wrap_optimizer_only_under_fp16():
         precision.wrap_optimizer('adam')
 
 
+def test_scale_loss_and_unscale_gradients_use_the_loss_scale():
+    """A fixed loss scale of 8 multiplies the loss and divides the
+    gradients by 8; a plain optimizer leaves both as they are."""
+    lso = tf.keras.mixed_precision.LossScaleOptimizer(
+        tf.keras.optimizers.SGD(), dynamic=False, initial_scale=8.0)
+    loss, grads = tf.constant(1.5), [tf.constant([2.0, -4.0])]
+    assert float(precision.scale_loss(lso, loss)) == 12.0
+    np.testing.assert_array_equal(
+        precision.unscale_gradients(lso, grads)[0].numpy(), [0.25, -0.5])
+    plain = tf.keras.optimizers.SGD()
+    assert precision.scale_loss(plain, loss) is loss
+    assert precision.unscale_gradients(plain, grads) is grads
+
+
 def build(model, **kwargs):
     """The tiny model with a linear head (no skip: a missing model or config
     is an error)."""

@@ -19,6 +19,7 @@ import tensorflow as tf
 from gau_keras import optimizers, training
 
 from conftest import ROOT, TESTS
+from run_files import assert_same_weights, losses_of, worker_weights
 
 sys.path.insert(0, os.path.join(ROOT, 'scripts'))
 import flags  # noqa: E402  (scripts/flags.py: the scripts' shared flags)
@@ -41,22 +42,6 @@ def finish(proc, timeout=150):
     out, err = proc.communicate(timeout=timeout)
     assert proc.returncode == 0, err[-3000:]
     return out
-
-
-def weights(path):
-    data = np.load(str(path) + '.npz')
-    return [data['arr_%d' % i] for i in range(len(data.files))]
-
-
-def assert_same_weights(a, b, atol=1e-5):
-    assert len(a) == len(b)
-    for x, y in zip(a, b):
-        np.testing.assert_allclose(x, y, atol=atol)
-
-
-def losses_of(log):
-    return [float(line.split()[-1]) for line in log.splitlines()
-            if line.startswith('step ')]
 
 
 @pytest.mark.slow
@@ -82,8 +67,9 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path):
     whole_log = finish(whole)
     np.testing.assert_allclose(losses_of(resumed),
                                losses_of(whole_log)[saved:], rtol=1e-6)
-    assert_same_weights(weights(tmp_path / 'resumed'),
-                        weights(tmp_path / 'whole'), atol=0)
+    assert_same_weights(worker_weights(str(tmp_path / 'resumed') + '.npz'),
+                        worker_weights(str(tmp_path / 'whole') + '.npz'),
+                        atol=0)
 
 
 # ----------------------------------------------------------- in-process
